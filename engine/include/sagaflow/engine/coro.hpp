@@ -1,0 +1,73 @@
+// Coroutine helpers used across sagaflow: spawning with error reporting, timeouts and deadlines.
+#pragma once
+
+#include <sagaflow/engine/log.hpp>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace sagaflow {
+
+template <typename T = void>
+using awaitable = boost::asio::awaitable<T>;
+using steady_clock = std::chrono::steady_clock;
+
+// Exceptions that escaped a spawned coroutine since the process started (each one is logged).
+std::uint64_t unhandled_exception_count() noexcept;
+void count_unhandled_exception() noexcept;
+
+// co_spawn that never loses an exception: it is logged with the coroutine's name and counted.
+// Cancellation (operation_aborted) is the normal way a loop ends and is not reported.
+template <typename Executor>
+void spawn(const Executor& ex, awaitable<void> op, std::string name) {
+  boost::asio::co_spawn(ex, std::move(op), [name = std::move(name)](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const boost::system::system_error& se) {
+      if (se.code() == boost::asio::error::operation_aborted) return;
+      count_unhandled_exception();
+      log::error("engine", name, " failed: ", se.what());
+    } catch (const std::exception& ex) {
+      count_unhandled_exception();
+      log::error("engine", name, " failed: ", ex.what());
+    } catch (...) {
+      count_unhandled_exception();
+      log::error("engine", name, " failed with a non-standard exception");
+    }
+  });
+}
+
+// Runs `op` until it completes or the deadline passes; at the deadline `op` is cancelled
+// (Asio per-operation cancellation) and system_error(asio::error::timed_out) is thrown.
+template <typename T>
+awaitable<T> with_deadline(awaitable<T> op, steady_clock::time_point deadline) {
+  using namespace boost::asio::experimental::awaitable_operators;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, deadline);
+  auto result = co_await (std::move(op) || timer.async_wait(boost::asio::use_awaitable));
+  if (result.index() == 1)
+    throw boost::system::system_error(boost::asio::error::timed_out, "deadline exceeded");
+  if constexpr (!std::is_void_v<T>) return std::move(std::get<0>(result));
+}
+
+template <typename T>
+awaitable<T> with_timeout(awaitable<T> op, steady_clock::duration timeout) {
+  return with_deadline(std::move(op), steady_clock::now() + timeout);
+}
+
+// Suspends the calling coroutine for `d` on its own executor.
+awaitable<void> sleep_for(steady_clock::duration d);
+
+}  // namespace sagaflow

@@ -1,0 +1,67 @@
+// Pool of single-threaded io_contexts; see runtime.hpp.
+#include <sagaflow/engine/log.hpp>
+#include <sagaflow/engine/runtime.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <stdexcept>
+#include <system_error>
+
+namespace sagaflow {
+
+std::string_view runtime::backend() noexcept { return SAGAFLOW_IO_BACKEND_NAME; }
+
+runtime::runtime(runtime_options options) {
+  std::size_t threads = options.threads ? options.threads : std::thread::hardware_concurrency();
+  if (threads == 0) threads = 1;
+  contexts_.reserve(threads);
+  try {
+    for (std::size_t i = 0; i < threads; ++i) contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
+  } catch (const std::system_error& e) {
+    // An io_uring build on a kernel (or seccomp profile) that forbids io_uring fails here.
+    throw std::runtime_error(std::string("sagaflow: cannot create the ") + std::string(backend()) +
+                             " reactor (" + e.what() +
+                             "); rebuild with -DSAGAFLOW_IO_BACKEND=epoll on this machine");
+  }
+  for (auto& ctx : contexts_) guards_.push_back(boost::asio::make_work_guard(*ctx));
+  log::info("engine", "runtime: ", threads, " thread(s), reactor ", backend());
+}
+
+runtime::~runtime() {
+  stop();
+  join();
+}
+
+boost::asio::any_io_executor runtime::executor() noexcept {
+  return contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()]->get_executor();
+}
+
+void runtime::start() {
+  if (!threads_.empty()) return;
+  for (auto& ctx : contexts_) {
+    threads_.emplace_back([c = ctx.get()] {
+      for (;;) {
+        try {
+          c->run();
+          return;
+        } catch (const std::exception& e) {
+          // A handler that throws must not take the thread down with it: log and keep serving.
+          log::error("engine", "unhandled exception escaped a handler: ", e.what());
+        }
+      }
+    });
+  }
+}
+
+void runtime::stop() {
+  guards_.clear();
+  for (auto& ctx : contexts_) ctx->stop();
+}
+
+void runtime::join() {
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+}  // namespace sagaflow

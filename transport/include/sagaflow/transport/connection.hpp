@@ -1,0 +1,97 @@
+// One Redis connection, shared by any number of coroutines: requests are pipelined (written as
+// soon as they arrive, many in flight, replies matched in order). The connection reconnects by
+// itself with jittered backoff; requests in flight when it drops fail with
+// error::connection_lost (they may have run), requests not yet written wait for the next
+// connection until their timeout.
+#pragma once
+
+#include <sagaflow/engine/coro.hpp>
+#include <sagaflow/transport/config.hpp>
+#include <sagaflow/transport/error.hpp>
+#include <sagaflow/transport/request.hpp>
+#include <sagaflow/transport/resp.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace sagaflow::redis {
+
+using response = std::vector<resp::value>;
+
+class connection : public std::enable_shared_from_this<connection> {
+ public:
+  using executor_type = boost::asio::strand<boost::asio::any_io_executor>;
+  using exec_handler = boost::asio::any_completion_handler<void(boost::system::error_code, response)>;
+
+  // Throws std::invalid_argument for a config it cannot use (e.g. a TLS file that is missing).
+  static std::shared_ptr<connection> create(boost::asio::any_io_executor ex, config cfg);
+  ~connection();
+
+  // Connects once (throws system_error saying why: refused, timeout, TLS, AUTH, SELECT), then
+  // keeps the connection up in the background until close().
+  awaitable<void> connect();
+  // Fails every pending request with error::closed and stops reconnecting. Thread-safe.
+  void close();
+
+  // Sends `req` and completes with one reply per command (server errors included as values of
+  // type simple_error/bulk_error). Supports per-operation cancellation: a cancelled request is
+  // dropped if not yet written, otherwise its replies are discarded.
+  template <typename Token>
+  auto async_exec(request req, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, response)>(
+        [self = shared_from_this()](auto handler, request r) {
+          // The reply is posted to the caller's executor, which is kept busy until then.
+          auto slot = boost::asio::get_associated_cancellation_slot(handler);
+          auto work = boost::asio::prefer(boost::asio::get_associated_executor(handler, self->strand_),
+                                          boost::asio::execution::outstanding_work.tracked);
+          exec_handler done([h = std::move(handler), work](boost::system::error_code ec, response replies) mutable {
+            boost::asio::post(work, boost::asio::append(std::move(h), ec, std::move(replies)));
+          });
+          self->submit(std::move(r), std::move(done), slot);
+        },
+        token, std::move(req));
+  }
+  // The coroutine form: throws system_error on a transport failure.
+  awaitable<response> exec(request req);
+  // One command; throws server_error when Redis answers with an error.
+  awaitable<resp::value> call(request req);
+  template <typename... Args>
+  awaitable<resp::value> call(std::string_view command, const Args&... args) {
+    request req;
+    req.push(command, args...);
+    return call(std::move(req));
+  }
+
+  executor_type get_executor() const noexcept { return strand_; }
+  const redis::config& config() const noexcept { return cfg_; }
+  bool connected() const noexcept { return connected_.load(std::memory_order_relaxed); }
+  int protocol() const noexcept { return protocol_.load(std::memory_order_relaxed); }  // 2 or 3
+  std::uint64_t reconnects() const noexcept { return reconnects_.load(std::memory_order_relaxed); }
+
+  struct impl;  // the socket, buffers and queues; lives on the strand
+
+ private:
+  connection(boost::asio::any_io_executor ex, redis::config cfg);
+  void submit(request req, exec_handler handler, boost::asio::cancellation_slot slot);
+
+  executor_type strand_;
+  redis::config cfg_;
+  std::unique_ptr<impl> impl_;
+  std::atomic<bool> connected_{false};
+  std::atomic<int> protocol_{0};
+  std::atomic<std::uint64_t> reconnects_{0};
+};
+
+// Throws server_error for the first error reply in `replies` (named after its command in `req`).
+void throw_on_error(const request& req, const response& replies);
+
+}  // namespace sagaflow::redis

@@ -1,0 +1,491 @@
+// The connection's machinery, all on one strand: a run loop coroutine (connect, handshake, read
+// replies, reconnect), a writer that coalesces queued requests into one write, and a watchdog
+// timer for request deadlines.
+#include <sagaflow/engine/log.hpp>
+#include <sagaflow/transport/connection.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+
+#include <deque>
+#include <optional>
+
+namespace sagaflow::redis {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+using boost::system::system_error;
+
+namespace {
+
+// One TCP connection, with TLS on top when configured. Kept alive by a shared_ptr in every
+// operation in progress, so that replacing it on reconnect never frees a buffer the kernel
+// (io_uring) may still read.
+struct link {
+  std::optional<tcp::socket> plain;
+  std::optional<asio::ssl::stream<tcp::socket>> secure;
+
+  tcp::socket& socket() { return secure ? secure->next_layer() : *plain; }
+  void close() {
+    error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+  }
+};
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr std::size_t max_write_batch = 4 * 1024 * 1024;
+
+}  // namespace
+
+struct connection::impl {
+  struct pending {
+    std::uint64_t id;
+    request req;
+    std::size_t received = 0;
+    response replies;
+    steady_clock::time_point deadline;
+    exec_handler handler;  // empty once completed or abandoned
+    asio::cancellation_slot slot;
+  };
+
+  connection& owner;
+  std::optional<asio::ssl::context> tls_context;
+  std::shared_ptr<link> current;
+  resp::parser parser;
+  std::vector<char> read_buffer = std::vector<char>(2 * read_chunk);
+  std::size_t read_begin = 0, read_end = 0;
+  std::string write_buffer;
+  std::deque<pending> queued, in_flight;
+  std::uint64_t next_id = 1;
+  std::uint64_t generation = 0;
+  bool writing = false;
+  bool is_connected = false;
+  bool closed = false;
+  asio::steady_timer watchdog;
+  bool watchdog_armed = false;
+  steady_clock::time_point watchdog_expiry;
+  asio::steady_timer reconnect_timer;
+
+  explicit impl(connection& c) : owner(c), watchdog(c.strand_), reconnect_timer(c.strand_) {}
+
+  // --- completion -------------------------------------------------------------------------
+  static void complete(pending& p, error_code ec) {
+    if (!p.handler) return;
+    if (p.slot.is_connected()) p.slot.clear();
+    // Posts to the caller's executor: its coroutine never resumes inside our read loop.
+    std::move(p.handler)(ec, std::move(p.replies));
+    p.handler = {};
+  }
+
+  void fail_all(std::deque<pending>& list, error_code ec) {
+    for (auto& p : list) complete(p, ec);
+    list.clear();
+  }
+
+  // --- requests ---------------------------------------------------------------------------
+  void enqueue(request req, exec_handler handler, asio::cancellation_slot slot) {
+    pending p{next_id++, std::move(req), 0, {}, {}, std::move(handler), slot};
+    auto timeout = p.req.timeout.value_or(owner.cfg_.command_timeout) + p.req.block_time;
+    p.deadline = steady_clock::now() + timeout;
+    if (closed) {
+      complete(p, error::closed);
+      return;
+    }
+    if (p.req.empty()) {
+      complete(p, {});
+      return;
+    }
+    try {
+      (void)p.req.payload();  // throws if the request is incomplete: the caller's mistake
+    } catch (const std::logic_error&) {
+      complete(p, asio::error::invalid_argument);
+      return;
+    }
+    if (slot.is_connected()) {
+      slot.assign([self = owner.shared_from_this(), id = p.id](asio::cancellation_type) {
+        asio::post(self->strand_, [self, id] { self->impl_->abandon(id); });
+      });
+    }
+    arm_watchdog(p.deadline);
+    queued.push_back(std::move(p));
+    start_write();
+  }
+
+  void abandon(std::uint64_t id) {
+    for (auto it = queued.begin(); it != queued.end(); ++it) {
+      if (it->id == id) {
+        complete(*it, asio::error::operation_aborted);
+        queued.erase(it);
+        return;
+      }
+    }
+    // Written already: the replies will come and be discarded.
+    for (auto& p : in_flight)
+      if (p.id == id) complete(p, asio::error::operation_aborted);
+  }
+
+  void start_write() {
+    if (writing || !is_connected || queued.empty()) return;
+    write_buffer.clear();
+    while (!queued.empty() && write_buffer.size() < max_write_batch) {
+      write_buffer.append(queued.front().req.payload());
+      in_flight.push_back(std::move(queued.front()));
+      queued.pop_front();
+    }
+    writing = true;
+    auto on_written = asio::bind_executor(
+        owner.strand_, [self = owner.shared_from_this(), l = current, gen = generation](error_code ec, std::size_t) {
+          auto& me = *self->impl_;
+          me.writing = false;
+          if (gen != me.generation) {  // written to a connection that has since been replaced
+            me.start_write();
+            return;
+          }
+          if (ec) {
+            log::warn("redis", self->cfg_.describe(), ": write failed: ", ec.message());
+            l->close();  // the read loop sees the error and reconnects
+            return;
+          }
+          me.start_write();
+        });
+    if (current->secure)
+      asio::async_write(*current->secure, asio::buffer(write_buffer), std::move(on_written));
+    else
+      asio::async_write(*current->plain, asio::buffer(write_buffer), std::move(on_written));
+  }
+
+  void deliver(resp::value&& v) {
+    if (v.type == resp::type::push) return;  // out-of-band (we never subscribe): not a reply
+    auto& p = in_flight.front();
+    if (p.handler) p.replies.push_back(std::move(v));
+    if (++p.received == p.req.size()) {
+      complete(p, {});
+      in_flight.pop_front();
+    }
+  }
+
+  // --- deadlines --------------------------------------------------------------------------
+  void arm_watchdog(steady_clock::time_point deadline) {
+    if (watchdog_armed && watchdog_expiry <= deadline) return;
+    watchdog_armed = true;
+    watchdog_expiry = deadline;
+    watchdog.expires_at(deadline);
+    watchdog.async_wait([self = owner.shared_from_this()](error_code ec) {
+      if (ec == asio::error::operation_aborted) return;  // re-armed earlier, or closed
+      self->impl_->on_watchdog();
+    });
+  }
+
+  void on_watchdog() {
+    watchdog_armed = false;
+    auto now = steady_clock::now();
+    // Not yet written (e.g. while reconnecting): fail alone, nothing was sent.
+    for (auto it = queued.begin(); it != queued.end();) {
+      if (it->deadline <= now) {
+        complete(*it, error::timeout);
+        it = queued.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Replies come in order: if the oldest request in flight is overdue, the connection is
+    // stuck (server hung, half-open TCP); drop it so that everything behind fails fast and the
+    // connection is rebuilt.
+    if (!in_flight.empty() && in_flight.front().deadline <= now) {
+      auto& p = in_flight.front();
+      log::warn("redis", owner.cfg_.describe(), ": ", p.req.command_name(0), " got no reply in time; reconnecting");
+      complete(p, error::timeout);
+      if (current) current->close();
+    }
+    std::optional<steady_clock::time_point> next;
+    for (auto& p : queued)
+      if (!next || p.deadline < *next) next = p.deadline;
+    for (auto& p : in_flight)
+      if (p.handler && (!next || p.deadline < *next)) {
+        next = p.deadline;
+        break;  // in order: the first live one is the one that matters
+      }
+    if (next) arm_watchdog(*next);
+  }
+
+  // --- connection life --------------------------------------------------------------------
+  awaitable<std::size_t> read_some(link& l) {
+    if (read_buffer.size() - read_end < read_chunk) {
+      if (read_begin > 0) {
+        std::copy(read_buffer.begin() + static_cast<std::ptrdiff_t>(read_begin),
+                  read_buffer.begin() + static_cast<std::ptrdiff_t>(read_end), read_buffer.begin());
+        read_end -= read_begin;
+        read_begin = 0;
+      }
+      if (read_buffer.size() - read_end < read_chunk) read_buffer.resize(read_end + 2 * read_chunk);
+    }
+    auto buf = asio::buffer(read_buffer.data() + read_end, read_buffer.size() - read_end);
+    std::size_t n = l.secure ? co_await l.secure->async_read_some(buf, asio::use_awaitable)
+                             : co_await l.plain->async_read_some(buf, asio::use_awaitable);
+    read_end += n;
+    co_return n;
+  }
+
+  // Parses what is buffered; each complete reply goes to `sink`. Throws on corrupt input.
+  template <typename Sink>
+  void parse_buffered(Sink&& sink) {
+    while (read_begin < read_end) {
+      auto r = parser.feed(std::string_view(read_buffer.data() + read_begin, read_end - read_begin));
+      read_begin += r.consumed;
+      if (r.error != resp::parse_error::none)
+        throw system_error(error::protocol_error, std::string(resp::to_string(r.error)));
+      if (!r.complete) break;
+      sink(parser.take());
+    }
+    if (read_begin == read_end) read_begin = read_end = 0;
+  }
+
+  // Sends the handshake pipeline and returns its replies (used before the read loop starts).
+  awaitable<response> roundtrip(link& l, const request& req) {
+    if (l.secure)
+      co_await asio::async_write(*l.secure, asio::buffer(req.payload()), asio::use_awaitable);
+    else
+      co_await asio::async_write(*l.plain, asio::buffer(req.payload()), asio::use_awaitable);
+    response replies;
+    for (;;) {
+      parse_buffered([&](resp::value&& v) {
+        if (v.type != resp::type::push) replies.push_back(std::move(v));
+      });
+      if (replies.size() >= req.size()) co_return replies;
+      co_await read_some(l);
+    }
+  }
+
+  awaitable<void> handshake(link& l, int protocol) {
+    const auto& cfg = owner.cfg_;
+    request req;
+    if (protocol == 3) {
+      bool auth = !cfg.password.empty();
+      req.begin(2 + (auth ? 3 : 0) + 2).arg("HELLO").arg("3");
+      if (auth) req.arg("AUTH").arg(cfg.username.empty() ? "default" : cfg.username).arg(cfg.password);
+      req.arg("SETNAME").arg(cfg.client_name);
+    } else {
+      if (!cfg.password.empty()) {
+        if (cfg.username.empty())
+          req.push("AUTH", cfg.password);
+        else
+          req.push("AUTH", cfg.username, cfg.password);
+      }
+      req.push("CLIENT", "SETNAME", cfg.client_name);
+    }
+    if (cfg.database != 0) req.push("SELECT", cfg.database);
+    auto replies = co_await roundtrip(l, req);
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (!replies[i].is_error()) continue;
+      const std::string& text = replies[i].text;
+      if (protocol == 3 && i == 0 && (text.starts_with("NOPROTO") || text.find("unknown command") != std::string::npos)) {
+        log::info("redis", cfg.describe(), ": server has no RESP3 (", text, "); using RESP2");
+        co_return co_await handshake(l, 2);
+      }
+      std::string name(req.command_name(i));
+      throw system_error(error::handshake_failed, name + ": " + text);
+    }
+    protocol_in_use = protocol;
+  }
+  int protocol_in_use = 2;
+
+  // Opens a new link: TCP connect, TLS handshake, HELLO/AUTH/SELECT; all within connect_timeout.
+  awaitable<void> open() {
+    const auto& cfg = owner.cfg_;
+    auto l = std::make_shared<link>();
+    if (cfg.tls)
+      l->secure.emplace(owner.strand_, *tls_context);
+    else
+      l->plain.emplace(owner.strand_);
+    parser.reset();
+    read_begin = read_end = 0;
+
+    auto steps = [&]() -> awaitable<void> {
+      error_code ec;
+      auto address = asio::ip::make_address(cfg.host, ec);
+      if (!ec) {
+        co_await l->socket().async_connect(tcp::endpoint(address, cfg.port), asio::use_awaitable);
+      } else {
+        tcp::resolver resolver(owner.strand_);
+        auto endpoints = co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port), asio::use_awaitable);
+        co_await asio::async_connect(l->socket(), endpoints, asio::use_awaitable);
+      }
+      l->socket().set_option(tcp::no_delay(true));
+      l->socket().set_option(asio::socket_base::keep_alive(true));
+      if (l->secure) {
+        const std::string& name = cfg.tls_server_name.empty() ? cfg.host : cfg.tls_server_name;
+        if (!SSL_set_tlsext_host_name(l->secure->native_handle(), name.c_str()))
+          throw system_error(error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category()), "TLS SNI");
+        if (cfg.tls_verify) {
+          l->secure->set_verify_mode(asio::ssl::verify_peer);
+          l->secure->set_verify_callback(asio::ssl::host_name_verification(name));
+        } else {
+          l->secure->set_verify_mode(asio::ssl::verify_none);
+        }
+        co_await l->secure->async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+      }
+      co_await handshake(*l, cfg.protocol);
+    };
+    try {
+      co_await with_timeout(steps(), cfg.connect_timeout);
+    } catch (const system_error& e) {
+      l->close();
+      if (e.code() == asio::error::timed_out)
+        throw system_error(error::timeout, "connecting to " + cfg.describe() + " took longer than " +
+                                               std::to_string(cfg.connect_timeout.count()) + " ms");
+      throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
+    }
+    current = std::move(l);
+    ++generation;
+    is_connected = true;
+    owner.protocol_.store(protocol_in_use);
+    owner.connected_.store(true);
+    start_write();
+  }
+
+  // Reads replies until the link fails; returns why.
+  awaitable<error_code> read_loop() {
+    auto l = current;
+    try {
+      for (;;) {
+        parse_buffered([&](resp::value&& v) {
+          if (in_flight.empty() && v.type != resp::type::push)
+            throw system_error(error::protocol_error, "reply with no request waiting for it");
+          deliver(std::move(v));
+        });
+        co_await read_some(*l);
+      }
+    } catch (const system_error& e) {
+      if (e.code() != asio::error::eof && e.code() != asio::error::operation_aborted)
+        log::warn("redis", owner.cfg_.describe(), ": connection lost: ", e.what());
+      co_return e.code();
+    }
+  }
+
+  void drop_link(error_code) {
+    is_connected = false;
+    owner.connected_.store(false);
+    if (current) current->close();
+    fail_all(in_flight, error::connection_lost);
+  }
+
+  awaitable<void> run() {
+    auto self = owner.shared_from_this();  // alive until close()
+    random_source random = random_source::from_entropy();
+    while (!closed) {
+      auto ec = co_await read_loop();
+      drop_link(ec);
+      if (closed) break;
+      if (!owner.cfg_.reconnect) {
+        closed = true;
+        fail_all(queued, error::connection_lost);
+        break;
+      }
+      std::chrono::milliseconds delay{0};
+      for (std::uint32_t attempt = 1; !closed; ++attempt) {
+        delay = owner.cfg_.reconnect_backoff.delay(attempt, random, delay);
+        reconnect_timer.expires_after(delay);
+        error_code wait_ec;
+        co_await reconnect_timer.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+        if (closed) break;
+        try {
+          co_await open();
+          owner.reconnects_.fetch_add(1);
+          log::info("redis", owner.cfg_.describe(), ": reconnected after ", attempt, " attempt(s)");
+          break;
+        } catch (const system_error& e) {
+          log::warn("redis", "reconnect attempt ", attempt, " failed: ", e.what());
+        }
+      }
+    }
+  }
+
+  void shut() {
+    if (closed) return;
+    closed = true;
+    is_connected = false;
+    owner.connected_.store(false);
+    if (current) current->close();
+    reconnect_timer.cancel();
+    watchdog.cancel();
+    watchdog_armed = false;
+    fail_all(queued, error::closed);
+    fail_all(in_flight, error::closed);
+  }
+};
+
+std::shared_ptr<connection> connection::create(asio::any_io_executor ex, redis::config cfg) {
+  cfg.reconnect_backoff.validate();
+  auto c = std::shared_ptr<connection>(new connection(std::move(ex), std::move(cfg)));
+  return c;
+}
+
+connection::connection(asio::any_io_executor ex, redis::config cfg)
+    : strand_(asio::make_strand(std::move(ex))), cfg_(std::move(cfg)), impl_(std::make_unique<impl>(*this)) {
+  if (cfg_.tls) {
+    try {
+      auto& ctx = impl_->tls_context.emplace(asio::ssl::context::tls_client);
+      ctx.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3);
+      if (cfg_.tls_ca_file.empty())
+        ctx.set_default_verify_paths();
+      else
+        ctx.load_verify_file(cfg_.tls_ca_file);
+      if (!cfg_.tls_cert_file.empty()) ctx.use_certificate_chain_file(cfg_.tls_cert_file);
+      if (!cfg_.tls_key_file.empty()) ctx.use_private_key_file(cfg_.tls_key_file, asio::ssl::context::pem);
+    } catch (const system_error& e) {
+      throw std::invalid_argument("Redis TLS configuration: " + std::string(e.what()));
+    }
+  }
+}
+
+connection::~connection() = default;
+
+awaitable<void> connection::connect() {
+  auto self = shared_from_this();
+  co_await asio::co_spawn(
+      strand_,
+      [self]() -> awaitable<void> {
+        auto& me = *self->impl_;
+        if (me.closed) throw system_error(error::closed);
+        if (me.is_connected) co_return;
+        co_await me.open();
+        sagaflow::spawn(self->strand_, me.run(), "redis connection " + self->cfg_.describe());
+      },
+      asio::use_awaitable);
+}
+
+void connection::close() {
+  asio::post(strand_, [self = shared_from_this()] { self->impl_->shut(); });
+}
+
+void connection::submit(request req, exec_handler handler, asio::cancellation_slot slot) {
+  asio::post(strand_, [self = shared_from_this(), req = std::move(req), h = std::move(handler), slot]() mutable {
+    self->impl_->enqueue(std::move(req), std::move(h), slot);
+  });
+}
+
+awaitable<response> connection::exec(request req) {
+  co_return co_await async_exec(std::move(req), asio::use_awaitable);
+}
+
+awaitable<resp::value> connection::call(request req) {
+  auto replies = co_await async_exec(req, asio::use_awaitable);
+  throw_on_error(req, replies);
+  if (replies.empty()) throw system_error(error::unexpected_reply, "empty request");
+  co_return std::move(replies.front());
+}
+
+void throw_on_error(const request& req, const response& replies) {
+  for (std::size_t i = 0; i < replies.size(); ++i)
+    if (replies[i].is_error()) throw server_error(req.command_name(i), replies[i].text);
+}
+
+}  // namespace sagaflow::redis

@@ -1,0 +1,79 @@
+// RESP serialization of commands: "*<argc>\r\n" then "$<len>\r\n<bytes>\r\n" per argument.
+#include <sagaflow/transport/request.hpp>
+
+namespace sagaflow::redis {
+
+namespace {
+void append_header(std::string& out, char kind, std::size_t n) {
+  char buf[24];
+  buf[0] = kind;
+  auto [end, ec] = std::to_chars(buf + 1, buf + sizeof buf - 2, n);
+  (void)ec;
+  *end++ = '\r';
+  *end++ = '\n';
+  out.append(buf, static_cast<std::size_t>(end - buf));
+}
+}  // namespace
+
+request& request::begin(std::size_t argc) {
+  if (args_left_ != 0) throw std::logic_error("redis::request: previous command is missing arguments");
+  if (argc == 0) throw std::logic_error("redis::request: a command needs at least its name");
+  starts_.push_back(static_cast<std::uint32_t>(payload_.size()));
+  append_header(payload_, '*', argc);
+  args_left_ = argc;
+  return *this;
+}
+
+request& request::arg(std::string_view a) {
+  if (args_left_ == 0) throw std::logic_error("redis::request: more arguments than begin() declared");
+  --args_left_;
+  append_header(payload_, '$', a.size());
+  payload_.append(a);
+  payload_.append("\r\n", 2);
+  return *this;
+}
+
+request& request::arg(double d) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  (void)ec;
+  return arg(std::string_view(buf, static_cast<std::size_t>(end - buf)));
+}
+
+const std::string& request::payload() const {
+  if (args_left_ != 0) throw std::logic_error("redis::request: last command is missing arguments");
+  return payload_;
+}
+
+std::string_view request::command_name(std::size_t i) const {
+  if (i >= starts_.size()) return {};
+  std::string_view p(payload_);
+  p.remove_prefix(starts_[i]);
+  // "*N\r\n$L\r\nNAME\r\n"
+  auto a = p.find("\r\n");
+  if (a == std::string_view::npos) return {};
+  auto b = p.find("\r\n", a + 2);
+  if (b == std::string_view::npos) return {};
+  auto c = p.find("\r\n", b + 2);
+  if (c == std::string_view::npos) return {};
+  return p.substr(b + 2, c - b - 2);
+}
+
+request& request::append(const request& other) {
+  const std::string& bytes = other.payload();
+  if (args_left_ != 0) throw std::logic_error("redis::request: previous command is missing arguments");
+  auto base = static_cast<std::uint32_t>(payload_.size());
+  for (auto start : other.starts_) starts_.push_back(base + start);
+  payload_.append(bytes);
+  return *this;
+}
+
+void request::clear() noexcept {
+  payload_.clear();
+  starts_.clear();
+  args_left_ = 0;
+  timeout.reset();
+  block_time = {};
+}
+
+}  // namespace sagaflow::redis
