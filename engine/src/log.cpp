@@ -11,7 +11,7 @@
 namespace sagaflow::log {
 namespace {
 
-constexpr std::string_view names[] = {"error", "warn ", "info ", "debug"};
+constexpr std::string_view names[] = {"error", "warn", "info", "debug"};
 
 level level_from_env() noexcept {
   const char* value = std::getenv("SAGAFLOW_LOG");
@@ -64,7 +64,7 @@ void write(level lvl, std::string_view component, std::string_view text) {
   line.reserve(48 + component.size() + text.size());
   append_time(line);
   line += ' ';
-  line += index < std::size(names) ? names[index] : "?????";
+  line += index < std::size(names) ? names[index] : "?";
   line += ' ';
   line += component;
   line += ": ";

@@ -16,6 +16,18 @@
 #include <sys/types.h>
 #include <vector>
 
+// ASSERT_* returns from the function: inside a coroutine it must co_return instead.
+#define CO_ASSERT_EQ(a, b)        \
+  do {                            \
+    EXPECT_EQ(a, b);              \
+    if (!((a) == (b))) co_return; \
+  } while (0)
+#define CO_ASSERT_TRUE(c)  \
+  do {                     \
+    EXPECT_TRUE(c);        \
+    if (!(c)) co_return;   \
+  } while (0)
+
 namespace sagaflow::testing {
 
 // A loopback TCP port that was free a moment ago.

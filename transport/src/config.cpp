@@ -58,9 +58,10 @@ bool parse_bool(std::string_view s, std::string_view shown, std::string_view wha
 config config::from_url(std::string_view url) {
   // Error messages quote the URL without its userinfo, so a password never reaches a log.
   std::string shown(url);
-  if (auto at = shown.find('@'); at != std::string::npos) {
+  if (auto at = shown.rfind('@'); at != std::string::npos) {
     auto scheme_end = shown.find("://");
-    if (scheme_end != std::string::npos && scheme_end < at) shown.replace(scheme_end + 3, at - scheme_end - 3, "***");
+    std::size_t from = (scheme_end != std::string::npos && scheme_end < at) ? scheme_end + 3 : 0;
+    shown.replace(from, at - from, "***");
   }
 
   config c;

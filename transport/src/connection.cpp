@@ -369,11 +369,12 @@ struct connection::impl {
     }
   }
 
-  void drop_link(error_code) {
+  void drop_link(error_code why) {
     is_connected = false;
     owner.connected_.store(false);
     if (current) current->close();
-    fail_all(in_flight, error::connection_lost);
+    // A corrupt reply stream is reported as such; any other loss means "may have run".
+    fail_all(in_flight, why == error::protocol_error ? why : make_error_code(error::connection_lost));
   }
 
   awaitable<void> run() {

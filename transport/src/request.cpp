@@ -62,9 +62,13 @@ std::string_view request::command_name(std::size_t i) const {
 request& request::append(const request& other) {
   const std::string& bytes = other.payload();
   if (args_left_ != 0) throw std::logic_error("redis::request: previous command is missing arguments");
+  // `other` may be *this: take sizes first, and index rather than iterate while appending.
   auto base = static_cast<std::uint32_t>(payload_.size());
-  for (auto start : other.starts_) starts_.push_back(base + start);
-  payload_.append(bytes);
+  std::size_t length = bytes.size();
+  std::size_t n = other.starts_.size();
+  starts_.reserve(starts_.size() + n);
+  for (std::size_t i = 0; i < n; ++i) starts_.push_back(base + other.starts_[i]);
+  payload_.append(bytes, 0, length);  // std::string handles appending itself
   return *this;
 }
 

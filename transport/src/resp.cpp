@@ -41,7 +41,10 @@ bool parse_double(std::string_view s, double& out) noexcept {
   if (s == "-inf") { out = -std::numeric_limits<double>::infinity(); return true; }
   if (s == "nan" || s == "-nan") { out = std::numeric_limits<double>::quiet_NaN(); return true; }
   if (s.empty()) return false;
-  if (s.front() == '+') s.remove_prefix(1);
+  if (s.front() == '+') {
+    s.remove_prefix(1);
+    if (s.empty() || s.front() == '-') return false;  // from_chars would take "+-1" as -1
+  }
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc{} && ptr == s.data() + s.size();
 }
@@ -117,7 +120,10 @@ parser::result parser::feed(std::string_view data) {
 
     auto end = data.find("\r\n", pos);
     if (end == std::string_view::npos) {
-      if (data.size() - pos > limits_.max_line_length) return fail(parse_error::line_too_long);
+      // A CR at the end of the data may be the first half of the line's CRLF: not counted, so
+      // that where the bytes were split never decides whether a line is too long.
+      std::size_t line_bytes = data.size() - pos - (data.back() == '\r' ? 1 : 0);
+      if (line_bytes > limits_.max_line_length) return fail(parse_error::line_too_long);
       return r;
     }
     if (end - pos > limits_.max_line_length) return fail(parse_error::line_too_long);

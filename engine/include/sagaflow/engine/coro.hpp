@@ -59,12 +59,15 @@ awaitable<T> with_deadline(awaitable<T> op, steady_clock::time_point deadline) {
   auto result = co_await (std::move(op) || timer.async_wait(boost::asio::use_awaitable));
   if (result.index() == 1)
     throw boost::system::system_error(boost::asio::error::timed_out, "deadline exceeded");
-  if constexpr (!std::is_void_v<T>) return std::move(std::get<0>(result));
+  if constexpr (std::is_void_v<T>)
+    co_return;
+  else
+    co_return std::move(std::get<0>(result));
 }
 
 template <typename T>
 awaitable<T> with_timeout(awaitable<T> op, steady_clock::duration timeout) {
-  return with_deadline(std::move(op), steady_clock::now() + timeout);
+  co_return co_await with_deadline(std::move(op), steady_clock::now() + timeout);
 }
 
 // Suspends the calling coroutine for `d` on its own executor.

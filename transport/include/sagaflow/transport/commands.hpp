@@ -6,6 +6,7 @@
 #include <sagaflow/transport/connection.hpp>
 
 #include <chrono>
+#include <type_traits>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,6 +15,13 @@
 #include <vector>
 
 namespace sagaflow::redis {
+
+// Option aggregates stay trivially destructible: GCC 12 destroys a brace-initialized aggregate
+// temporary twice when it appears in a co_await expression, e.g. co_await xadd(c, k, f, {...}),
+// if the aggregate owns memory (GCC 13 is fixed). Views are safe: the temporary lives until the
+// awaited operation completes.
+template <typename Options>
+inline constexpr bool safe_coroutine_options = std::is_trivially_destructible_v<Options>;
 
 // --- reply decoding ---------------------------------------------------------------------------
 // Throw system_error(error::unexpected_reply) naming `what` when the reply has another shape.
@@ -39,7 +47,7 @@ struct stream_batch {
 
 struct trim_options {
   enum class strategy { none, maxlen, minid } by = strategy::none;
-  std::string threshold;  // a count for maxlen, an entry id for minid
+  std::string_view threshold;  // a count for maxlen, an entry id for minid
   bool exact = false;     // false: "~", let Redis trim whole nodes (much cheaper)
   std::int64_t limit = 0; // with "~": at most this many entries evicted per call (0: Redis' default)
 };
@@ -49,6 +57,8 @@ struct xadd_options {
   bool no_mkstream = false;
   trim_options trim;
 };
+
+static_assert(safe_coroutine_options<xadd_options>);
 
 void add_xadd(request& req, std::string_view key, std::span<const field_view> fields, const xadd_options& options = {});
 awaitable<std::string> xadd(connection& c, std::string_view key, std::span<const field_view> fields,
@@ -64,6 +74,8 @@ struct xreadgroup_options {
   std::optional<std::chrono::milliseconds> block;  // unset: do not block
   bool noack = false;
 };
+
+static_assert(safe_coroutine_options<xreadgroup_options>);
 
 void add_xreadgroup(request& req, std::string_view group, std::string_view consumer,
                     std::span<const stream_offset> streams, const xreadgroup_options& options = {});
@@ -112,6 +124,7 @@ struct pending_range {
   std::string_view consumer;                         // empty: all consumers
   std::optional<std::chrono::milliseconds> min_idle;
 };
+static_assert(safe_coroutine_options<pending_range>);
 awaitable<std::vector<pending_entry>> xpending(connection& c, std::string_view key, std::string_view group,
                                                const pending_range& range);
 

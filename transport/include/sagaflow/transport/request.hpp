@@ -19,6 +19,7 @@ class request {
   // Starts a command of `argc` arguments (the command name included); follow with argc arg()s.
   request& begin(std::size_t argc);
   request& arg(std::string_view a);
+  request& arg(const char* a) { return arg(std::string_view(a)); }
   template <std::integral I>
     requires(!std::same_as<I, bool> && !std::same_as<I, char>)
   request& arg(I n) {
@@ -28,6 +29,9 @@ class request {
     return arg(std::string_view(buf, static_cast<std::size_t>(end - buf)));
   }
   request& arg(double d);
+  // A char or bool would otherwise become a number silently: say what you mean.
+  request& arg(char) = delete;
+  request& arg(bool) = delete;
 
   // One whole command: push("XACK", key, group, id).
   template <typename... Args>

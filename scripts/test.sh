@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, starts a private redis-server and runs the whole suite.
+# SAGAFLOW_SANITIZE=address (ASan+UBSan) or thread (TSan) builds and tests in build-<name>/.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+install_missing
+configure_and_build
+start_redis
+log "running the test suite"
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"

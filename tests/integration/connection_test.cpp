@@ -1,0 +1,212 @@
+// The connection against a real redis-server: pipelining, ordering, errors, timeouts, restarts.
+#include "redis_server.hpp"
+
+#include <sagaflow/transport/commands.hpp>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+namespace asio = boost::asio;
+namespace redis = sagaflow::redis;
+using sagaflow::awaitable;
+using sagaflow::testing::redis_server;
+using sagaflow::testing::run;
+
+namespace {
+
+std::shared_ptr<redis::connection> make(asio::any_io_executor ex, const redis::config& cfg) {
+  return redis::connection::create(std::move(ex), cfg);
+}
+
+class connection_test : public ::testing::TestWithParam<int> {
+ protected:
+  redis::config cfg() const {
+    auto c = server.config();
+    c.protocol = GetParam();
+    return c;
+  }
+  redis_server server{{"--enable-debug-command", "yes"}};
+};
+
+}  // namespace
+
+TEST_P(connection_test, pipelines_ten_thousand_commands_with_replies_in_order) {
+  run([&]() -> awaitable<void> {
+    auto conn = make(co_await asio::this_coro::executor, cfg());
+    co_await conn->connect();
+    EXPECT_EQ(conn->protocol(), GetParam());
+    redis::request req;
+    for (int i = 0; i < 10'000; ++i) req.push("ECHO", i);
+    auto replies = co_await conn->exec(req);
+    EXPECT_EQ(replies.size(), 10'000u);
+    for (int i = 0; i < 10'000 && i < static_cast<int>(replies.size()); ++i)
+      if (replies[i].text != std::to_string(i)) {
+        ADD_FAILURE() << "reply " << i << " is " << replies[i].text;
+        break;
+      }
+    conn->close();
+  }());
+}
+
+TEST_P(connection_test, concurrent_callers_share_one_connection_and_each_sees_its_own_replies) {
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = make(ex, cfg());
+    co_await conn->connect();
+    std::atomic<int> mismatches{0}, finished{0};
+    constexpr int callers = 200, rounds = 50;
+    for (int c = 0; c < callers; ++c) {
+      asio::co_spawn(ex, [&, c]() -> awaitable<void> {
+        std::string key = "caller:" + std::to_string(c);
+        for (int r = 1; r <= rounds; ++r) {
+          auto v = co_await conn->call("INCR", key);
+          if (v.integer != r) ++mismatches;
+        }
+        ++finished;
+      }, asio::detached);
+    }
+    while (finished < callers) co_await sagaflow::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(mismatches, 0);
+    auto total = co_await conn->call("GET", "caller:7");
+    EXPECT_EQ(total.text, std::to_string(rounds));
+    conn->close();
+  }());
+}
+
+TEST_P(connection_test, server_error_names_the_command_and_keeps_the_connection_usable) {
+  run([&]() -> awaitable<void> {
+    auto conn = make(co_await asio::this_coro::executor, cfg());
+    co_await conn->connect();
+    co_await conn->call("SET", "text", "hello");
+    try {
+      co_await conn->call("INCR", "text");
+      ADD_FAILURE() << "INCR on a string must fail";
+    } catch (const redis::server_error& e) {
+      EXPECT_EQ(e.command(), "INCR");
+      EXPECT_EQ(e.code(), "ERR");
+      EXPECT_NE(std::string(e.what()).find("not an integer"), std::string::npos) << e.what();
+    }
+    // In a pipeline, one error does not spoil the other replies.
+    redis::request req;
+    req.push("INCR", "text").push("SET", "n", 1).push("INCR", "n");
+    auto replies = co_await conn->exec(req);
+    EXPECT_TRUE(replies[0].is_error());
+    EXPECT_EQ(replies[1].text, "OK");
+    EXPECT_EQ(replies[2].integer, 2);
+    conn->close();
+  }());
+}
+
+TEST_P(connection_test, a_command_without_reply_in_time_fails_with_timeout_and_the_connection_recovers) {
+  run([&]() -> awaitable<void> {
+    auto c = cfg();
+    c.command_timeout = std::chrono::milliseconds(300);
+    auto conn = make(co_await asio::this_coro::executor, c);
+    co_await conn->connect();
+    try {
+      co_await conn->call("DEBUG", "SLEEP", "2");
+      ADD_FAILURE() << "DEBUG SLEEP 2 must time out";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), redis::error::timeout) << e.what();
+    }
+    // The stuck connection was dropped and rebuilt: later commands work.
+    for (int i = 0;; ++i) {
+      try {
+        auto v = co_await conn->call("PING");
+        EXPECT_EQ(v.text, "PONG");
+        break;
+      } catch (const boost::system::system_error&) {
+        if (i > 50) throw;
+      }
+      co_await sagaflow::sleep_for(std::chrono::milliseconds(100));
+    }
+    conn->close();
+  }());
+}
+
+TEST_P(connection_test, reconnects_after_a_server_restart_and_reports_the_commands_lost_in_flight) {
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = make(ex, cfg());
+    co_await conn->connect();
+    co_await conn->call("SET", "before", "1");
+
+    // A blocking command is in flight when the server goes away: its caller is told.
+    auto blocked = asio::co_spawn(ex, [conn]() -> awaitable<boost::system::error_code> {
+      redis::request req;
+      req.push("BLPOP", "never", 30);
+      req.block_time = std::chrono::seconds(30);
+      try {
+        co_await conn->exec(req);
+      } catch (const boost::system::system_error& e) {
+        co_return e.code();
+      }
+      co_return boost::system::error_code{};
+    }, asio::use_awaitable);
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(200));
+    server.stop();
+    auto lost = co_await std::move(blocked);
+    EXPECT_EQ(lost, redis::error::connection_lost);
+
+    server.start();
+    // Commands issued while reconnecting wait for the new connection (within their timeout).
+    auto v = co_await conn->call("SET", "after", "2");
+    EXPECT_EQ(v.text, "OK");
+    EXPECT_GE(conn->reconnects(), 1u);
+    EXPECT_TRUE(conn->connected());
+    conn->close();
+  }());
+}
+
+TEST_P(connection_test, close_fails_later_requests_with_closed) {
+  run([&]() -> awaitable<void> {
+    auto conn = make(co_await asio::this_coro::executor, cfg());
+    co_await conn->connect();
+    conn->close();
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(20));
+    try {
+      co_await conn->call("PING");
+      ADD_FAILURE() << "a closed connection must refuse requests";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), redis::error::closed);
+    }
+  }());
+}
+
+TEST_P(connection_test, a_cancelled_request_completes_at_once_with_its_deadline_error) {
+  run([&]() -> awaitable<void> {
+    auto conn = make(co_await asio::this_coro::executor, cfg());
+    co_await conn->connect();
+    redis::request req;
+    req.push("BLPOP", "nothing-here", 5);
+    req.block_time = std::chrono::seconds(5);
+    try {
+      co_await sagaflow::with_timeout(conn->exec(req), std::chrono::milliseconds(100));
+      ADD_FAILURE() << "BLPOP on an empty list must not return";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), asio::error::timed_out);
+    }
+    conn->close();
+  }());
+}
+
+TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
+  run([]() -> awaitable<void> {
+    redis::config c;
+    c.port = sagaflow::testing::free_port();
+    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    try {
+      co_await conn->connect();
+      ADD_FAILURE() << "connect must fail";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(e.code(), asio::error::connection_refused) << e.what();
+      EXPECT_NE(std::string(e.what()).find(std::to_string(c.port)), std::string::npos) << e.what();
+    }
+    conn->close();
+  }());
+}
+
+INSTANTIATE_TEST_SUITE_P(resp, connection_test, ::testing::Values(2, 3),
+                         [](const auto& info) { return "resp" + std::to_string(info.param); });
