@@ -210,3 +210,20 @@ TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
 
 INSTANTIATE_TEST_SUITE_P(resp, connection_test, ::testing::Values(2, 3),
                          [](const auto& info) { return "resp" + std::to_string(info.param); });
+
+// Regression: with GCC 12 a closure temporary in a co_await expression inside connect() was
+// destroyed twice, freeing the connection while its read loop still ran.
+TEST(connection, connect_and_close_many_times) {
+  redis_server server;
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    for (int i = 0; i < 200; ++i) {
+      auto conn = redis::connection::create(ex, server.config());
+      co_await conn->connect();
+      auto v = co_await conn->call("PING");
+      EXPECT_EQ(v.text, "PONG");
+      conn->close();
+    }
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(50));
+  }());
+}

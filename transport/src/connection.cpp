@@ -408,6 +408,14 @@ struct connection::impl {
     }
   }
 
+  awaitable<void> first_connect() {
+    auto self = owner.shared_from_this();
+    if (closed) throw system_error(error::closed);
+    if (is_connected) co_return;
+    co_await open();
+    sagaflow::spawn(owner.strand_, run(), "redis connection " + owner.cfg_.describe());
+  }
+
   void shut() {
     if (closed) return;
     closed = true;
@@ -450,17 +458,9 @@ connection::connection(asio::any_io_executor ex, redis::config cfg)
 connection::~connection() = default;
 
 awaitable<void> connection::connect() {
-  auto self = shared_from_this();
-  co_await asio::co_spawn(
-      strand_,
-      [self]() -> awaitable<void> {
-        auto& me = *self->impl_;
-        if (me.closed) throw system_error(error::closed);
-        if (me.is_connected) co_return;
-        co_await me.open();
-        sagaflow::spawn(self->strand_, me.run(), "redis connection " + self->cfg_.describe());
-      },
-      asio::use_awaitable);
+  // A member coroutine, not a lambda: GCC 12 destroys a closure temporary that appears in a
+  // co_await expression twice (it would drop a reference to this connection).
+  co_await asio::co_spawn(strand_, impl_->first_connect(), asio::use_awaitable);
 }
 
 void connection::close() {

@@ -5,7 +5,8 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -51,18 +52,29 @@ void spawn(const Executor& ex, awaitable<void> op, std::string name) {
 }
 
 // Runs `op` until it completes or the deadline passes; at the deadline `op` is cancelled
-// (Asio per-operation cancellation) and system_error(asio::error::timed_out) is thrown.
+// (Asio per-operation cancellation) and system_error(asio::error::timed_out) is thrown. An
+// exception from `op` before the deadline propagates as it is. (Asio's `||` operator would wait
+// for one *success*, turning an early failure into a timeout.)
 template <typename T>
 awaitable<T> with_deadline(awaitable<T> op, steady_clock::time_point deadline) {
-  using namespace boost::asio::experimental::awaitable_operators;
-  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, deadline);
-  auto result = co_await (std::move(op) || timer.async_wait(boost::asio::use_awaitable));
-  if (result.index() == 1)
-    throw boost::system::system_error(boost::asio::error::timed_out, "deadline exceeded");
-  if constexpr (std::is_void_v<T>)
-    co_return;
-  else
-    co_return std::move(std::get<0>(result));
+  namespace asio = boost::asio;
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex, deadline);
+  auto group = asio::experimental::make_parallel_group(asio::co_spawn(ex, std::move(op), asio::deferred),
+                                                       timer.async_wait(asio::deferred));
+  if constexpr (std::is_void_v<T>) {
+    auto [order, error, timer_ec] = co_await group.async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    (void)timer_ec;
+    if (order[0] == 1) throw boost::system::system_error(asio::error::timed_out, "deadline exceeded");
+    if (error) std::rethrow_exception(error);
+  } else {
+    auto [order, error, value, timer_ec] =
+        co_await group.async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    (void)timer_ec;
+    if (order[0] == 1) throw boost::system::system_error(asio::error::timed_out, "deadline exceeded");
+    if (error) std::rethrow_exception(error);
+    co_return std::move(value);
+  }
 }
 
 template <typename T>

@@ -1,0 +1,53 @@
+// sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport now,
+// tasks and sagas later); each mode starts and stops its own redis-server.
+#include "transport_bench.hpp"
+
+#include <exception>
+#include <iostream>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+struct mode {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(std::span<const std::string_view> args);
+};
+
+// New modes are one line here and one run function in their own file.
+constexpr mode modes[] = {
+    {"transport", "pipelined XADD and XREADGROUP+XACK through one connection, next to redis-benchmark",
+     sagaflow::bench::run_transport_bench},
+};
+
+void print_usage(std::ostream& out) {
+  out << "usage: sagaflow-bench <mode> [flags]   (sagaflow-bench <mode> --help for the flags)\nmodes:\n";
+  for (auto& m : modes) out << "  " << m.name << "  " << m.summary << "\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    print_usage(args.empty() ? std::cerr : std::cout);
+    return args.empty() ? 2 : 0;
+  }
+  for (auto& m : modes) {
+    if (m.name != args[0]) continue;
+    try {
+      return m.run(std::span(args).subspan(1));
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "sagaflow-bench " << m.name << ": " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "sagaflow-bench " << m.name << ": FAILED: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "sagaflow-bench: unknown mode '" << args[0] << "'\n";
+  print_usage(std::cerr);
+  return 2;
+}

@@ -1,0 +1,53 @@
+// The Redis programs the benchmark runs as child processes: a private redis-server (free loopback
+// port, temporary directory, no persistence; never the system service) and redis-benchmark.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace sagaflow::bench {
+
+class redis_process {
+ public:
+  // Starts redis-server (SAGAFLOW_REDIS_SERVER, else from PATH) and returns once it answers
+  // PING; throws std::runtime_error saying why it did not.
+  redis_process();
+  // Stops the server (SIGTERM, SIGKILL after 5 s) and removes its directory; also on unwinding.
+  ~redis_process();
+  redis_process(const redis_process&) = delete;
+  redis_process& operator=(const redis_process&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+  void stop() noexcept;
+
+ private:
+  bool start_on(std::uint16_t port);  // false when the server exited at start (port taken)
+
+  std::filesystem::path program_;
+  std::filesystem::path dir_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// Runs `argv` (argv[0] looked up in PATH) to completion and returns its standard output; its
+// standard error passes through. Throws when it cannot start or exits with a non-zero status.
+std::string run_program(const std::vector<std::string>& argv);
+
+struct redis_benchmark_run {
+  std::uint16_t port = 0;
+  std::uint64_t requests = 100000;  // -n
+  std::size_t pipeline = 1;         // -P
+  std::size_t clients = 50;         // -c
+  std::vector<std::string> command;  // e.g. {"XADD", "sfbench:rb", "*", "f", "v"}
+};
+
+// Requests per second as redis-benchmark reports them (its --csv "rps" column).
+// redis-benchmark comes from SAGAFLOW_REDIS_BENCHMARK, else from PATH.
+double redis_benchmark(const redis_benchmark_run& run);
+
+}  // namespace sagaflow::bench
