@@ -60,7 +60,10 @@ awaitable<bool> stop_source::sleep_for(steady_clock::duration d) const {
 }
 
 awaitable<void> stop_source::wait() const {
-  while (co_await sleep_until(steady_clock::time_point::max())) {
+  for (;;) {
+    // Not `while (co_await ...)`: GCC 12 miscompiles a co_await in a loop condition (SIGILL).
+    bool slept = co_await sleep_until(steady_clock::time_point::max());
+    if (!slept) co_return;
   }
 }
 

@@ -79,7 +79,7 @@ void redis_server::start() {
                                 "--appendonly", "no",
                                 "--daemonize", "no",
                                 "--dir", dir_.string(),
-                                "--logfile", (dir_ / "redis.log").string()};
+                                "--logfile", (dir_ / "redis.log").string(), "--loglevel", "verbose"};
   args.insert(args.end(), extra_.begin(), extra_.end());
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");

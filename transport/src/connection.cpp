@@ -363,8 +363,7 @@ struct connection::impl {
         co_await read_some(*l);
       }
     } catch (const system_error& e) {
-      if (e.code() != asio::error::eof && e.code() != asio::error::operation_aborted)
-        log::warn("redis", owner.cfg_.describe(), ": connection lost: ", e.what());
+      if (!closed) log::warn("redis", owner.cfg_.describe(), ": connection lost: ", e.what());
       co_return e.code();
     }
   }

@@ -1,0 +1,97 @@
+// The task model: priorities, retry policy, enqueue options, the errors a handler throws, and the
+// envelope that carries a task in a stream entry.
+#pragma once
+
+#include <sagaflow/engine/backoff.hpp>
+
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sagaflow::tasks {
+
+enum class priority : std::uint8_t { critical = 0, high = 1, normal = 2, low = 3 };
+inline constexpr std::size_t priority_count = 4;
+std::string_view to_string(priority p) noexcept;
+
+struct retry_policy {
+  std::uint32_t max_attempts = 5;  // 1: never retried
+  backoff_policy backoff{.base = std::chrono::milliseconds(1000), .multiplier = 2.0,
+                         .cap = std::chrono::minutes(10), .jitter = sagaflow::jitter::full};
+};
+
+// Enqueue options. Keep this aggregate trivially destructible (views, not strings): GCC 12
+// destroys brace-initialized aggregate temporaries in co_await expressions twice.
+struct enqueue_options {
+  std::string_view queue = "default";
+  tasks::priority priority = tasks::priority::normal;
+  std::chrono::milliseconds delay{0};                             // run no earlier than now + delay
+  std::optional<std::chrono::system_clock::time_point> run_at;    // or at this time
+  tasks::retry_policy retry{};
+  std::chrono::milliseconds timeout{std::chrono::minutes(30)};     // per attempt
+  std::string_view idempotency_key;                               // empty: none
+  std::chrono::milliseconds idempotency_ttl{std::chrono::hours(24)};
+  std::string_view correlation_id;                                // empty: a new id
+  const std::map<std::string, std::string>* headers = nullptr;    // carried to the handler
+};
+static_assert(std::is_trivially_destructible_v<enqueue_options>);
+
+// A payload is JSON or raw bytes; it travels as a string either way.
+struct payload {
+  enum class encoding : std::uint8_t { json, bytes } kind = encoding::json;
+  std::string data;
+
+  payload() = default;
+  payload(const boost::json::value& v);  // NOLINT: implicit, enqueue(name, json) reads well
+  static payload bytes(std::string raw);
+};
+
+// Thrown by a handler: the task goes to the dead letters at once.
+class permanent_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Thrown by a handler: retry (within max_attempts) after `delay` instead of the policy's delay.
+class retry_after : public std::runtime_error {
+ public:
+  explicit retry_after(std::chrono::milliseconds delay, const std::string& reason = "retry requested")
+      : std::runtime_error(reason), delay_(delay) {}
+  std::chrono::milliseconds delay() const noexcept { return delay_; }
+
+ private:
+  std::chrono::milliseconds delay_;
+};
+
+// A task as it travels: the fields of its stream entry. Unknown fields are kept.
+struct envelope {
+  std::string id;
+  std::string name;
+  std::string queue;
+  tasks::priority priority = tasks::priority::normal;
+  tasks::payload payload;
+  std::uint32_t attempt = 1;  // the attempt this delivery is (1 = first)
+  tasks::retry_policy retry;
+  std::chrono::milliseconds timeout{std::chrono::minutes(30)};
+  std::chrono::milliseconds previous_delay{0};  // for decorrelated jitter
+  std::string correlation_id;
+  std::int64_t enqueued_ms = 0;  // unix ms of the first enqueue
+  std::string last_error;        // of the previous attempt
+  std::map<std::string, std::string> headers;
+
+  // Stream entry fields: name/value pairs, flat.
+  std::vector<std::string> to_fields() const;
+  // Throws std::invalid_argument naming the field that is missing or malformed.
+  static envelope from_fields(const std::vector<std::pair<std::string, std::string>>& fields);
+  // {"p": priority, "f": [fields...]}: how a task waits in the delayed set.
+  std::string to_delayed_member() const;
+};
+
+}  // namespace sagaflow::tasks

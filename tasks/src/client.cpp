@@ -1,0 +1,157 @@
+// Enqueue (plain XADD when it can, the enqueue script for delays and idempotency keys) and dead
+// letter management.
+#include "scripts.hpp"
+
+#include <sagaflow/engine/id.hpp>
+#include <sagaflow/tasks/client.hpp>
+
+namespace sagaflow::tasks {
+
+namespace {
+
+std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+std::vector<redis::field_view> field_views(const std::vector<std::string>& flat) {
+  std::vector<redis::field_view> out;
+  out.reserve(flat.size() / 2);
+  for (std::size_t i = 0; i + 1 < flat.size(); i += 2) out.push_back({flat[i], flat[i + 1]});
+  return out;
+}
+
+// When the task is due, or nothing if it is due now.
+std::optional<std::int64_t> due_ms(const enqueue_options& o) {
+  if (o.run_at) {
+    auto at = unix_ms(*o.run_at);
+    if (at > unix_ms(std::chrono::system_clock::now())) return at;
+    return std::nullopt;
+  }
+  if (o.delay.count() > 0) return unix_ms(std::chrono::system_clock::now()) + 1 + o.delay.count();  // never early
+  return std::nullopt;
+}
+
+}  // namespace
+
+void validate_queue_name(std::string_view queue) {
+  if (queue.empty() || queue.size() > 128)
+    throw std::invalid_argument("queue name must be 1 to 128 bytes, not " + std::to_string(queue.size()));
+  for (char c : queue)
+    if (c == '{' || c == '}' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\r')
+      throw std::invalid_argument("queue name '" + std::string(queue) + "' may not contain braces, colons or whitespace");
+}
+
+client::client(std::shared_ptr<redis::connection> connection, client_options options)
+    : connection_(std::move(connection)), options_(std::move(options)) {}
+
+envelope client::make_envelope(std::string name, tasks::payload payload, const enqueue_options& o) const {
+  if (name.empty()) throw std::invalid_argument("task name is empty");
+  validate_queue_name(o.queue);
+  if (payload.data.size() > options_.max_payload_bytes)
+    throw std::invalid_argument("payload of task '" + name + "' is " + std::to_string(payload.data.size()) +
+                                " bytes, over the limit of " + std::to_string(options_.max_payload_bytes));
+  if (o.retry.max_attempts == 0) throw std::invalid_argument("retry.max_attempts must be at least 1");
+  o.retry.backoff.validate();
+  if (o.timeout.count() <= 0) throw std::invalid_argument("timeout must be positive");
+  if (static_cast<unsigned>(o.priority) >= priority_count) throw std::invalid_argument("unknown priority");
+  envelope e;
+  e.id = make_id();
+  e.name = std::move(name);
+  e.queue = std::string(o.queue);
+  e.priority = o.priority;
+  e.payload = std::move(payload);
+  e.retry = o.retry;
+  e.timeout = o.timeout;
+  e.correlation_id = o.correlation_id.empty() ? e.id : std::string(o.correlation_id);
+  e.enqueued_ms = unix_ms(std::chrono::system_clock::now());
+  if (o.headers) e.headers = *o.headers;
+  return e;
+}
+
+awaitable<std::string> client::enqueue(std::string name, tasks::payload payload, enqueue_options options) {
+  auto e = make_envelope(std::move(name), std::move(payload), options);
+  queue_keys keys(options_.prefix, e.queue);
+  auto due = due_ms(options);
+  auto& stream = keys.streams[static_cast<std::size_t>(e.priority)];
+  auto fields = e.to_fields();
+  if (!due && options.idempotency_key.empty()) {
+    auto fv = field_views(fields);
+    co_await redis::xadd(*connection_, stream, fv);
+    co_return e.id;
+  }
+  std::string uniq = keys.uniq(options.idempotency_key);
+  std::string ttl = options.idempotency_key.empty() ? "0" : std::to_string(std::max<std::int64_t>(1, options.idempotency_ttl.count()));
+  std::string due_text = std::to_string(due.value_or(0));
+  std::string member = due ? e.to_delayed_member() : std::string();
+  std::vector<std::string_view> args{due ? "delay" : "now", due_text, ttl, e.id, member};
+  for (auto& f : fields) args.push_back(f);
+  std::string_view script_keys[] = {stream, keys.delayed, uniq};
+  auto reply = co_await redis::evalsha(*connection_, scripts::enqueue(), script_keys, args);
+  if (reply.elements.size() != 2) throw boost::system::system_error(redis::error::unexpected_reply, "enqueue script");
+  co_return std::move(reply.elements[1].text);
+}
+
+awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> tasks) {
+  // Build every envelope first: bad input anywhere refuses the whole batch before any write.
+  std::vector<envelope> envelopes;
+  envelopes.reserve(tasks.size());
+  for (auto& t : tasks) {
+    if (due_ms(t.options) || !t.options.idempotency_key.empty())
+      throw std::invalid_argument("enqueue_bulk takes tasks due now without idempotency keys; use enqueue() for task '" + t.name + "'");
+    envelopes.push_back(make_envelope(std::move(t.name), std::move(t.payload), t.options));
+  }
+  redis::request req;
+  std::vector<std::string> ids;
+  ids.reserve(envelopes.size());
+  for (auto& e : envelopes) {
+    queue_keys keys(options_.prefix, e.queue);
+    auto fields = e.to_fields();
+    auto fv = field_views(fields);
+    redis::add_xadd(req, keys.streams[static_cast<std::size_t>(e.priority)], fv);
+    ids.push_back(e.id);
+  }
+  auto replies = co_await connection_->exec(std::move(req));
+  for (std::size_t i = 0; i < replies.size(); ++i)
+    if (replies[i].is_error()) throw redis::server_error("XADD", replies[i].text);
+  co_return ids;
+}
+
+awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::size_t count) {
+  validate_queue_name(queue);
+  queue_keys keys(options_.prefix, queue);
+  auto reply = co_await connection_->call("XRANGE", keys.dead, "-", "+", "COUNT", count);
+  std::vector<dead_letter> out;
+  for (auto& raw : reply.elements) {
+    redis::stream_entry entry;
+    entry.id = raw.elements.at(0).text;
+    auto& f = raw.elements.at(1).elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(f[i].text, f[i + 1].text);
+    dead_letter d;
+    d.entry_id = entry.id;
+    for (auto& [k, v] : entry.fields) {
+      if (k == "dead.reason") d.reason = v;
+      else if (k == "dead.error") d.error = v;
+      else if (k == "dead.worker") d.worker = v;
+      else if (k == "dead.at") d.at_ms = std::atoll(v.c_str());
+    }
+    try {
+      d.task = envelope::from_fields(entry.fields);
+    } catch (const std::invalid_argument&) {
+      // An undecodable entry is listed as it is: its raw fields stay in the dead-letter stream.
+    }
+    out.push_back(std::move(d));
+  }
+  co_return out;
+}
+
+awaitable<std::size_t> client::requeue_dead(std::string queue, std::string entry_id, std::size_t count) {
+  validate_queue_name(queue);
+  queue_keys keys(options_.prefix, queue);
+  std::string_view script_keys[] = {keys.dead, keys.streams[0], keys.streams[1], keys.streams[2], keys.streams[3]};
+  std::string n = std::to_string(count);
+  std::string_view args[] = {entry_id, n};
+  auto reply = co_await redis::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
+  co_return static_cast<std::size_t>(reply.integer);
+}
+
+}  // namespace sagaflow::tasks
