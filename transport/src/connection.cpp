@@ -340,7 +340,10 @@ struct connection::impl {
       if (e.code() == asio::error::timed_out)
         throw system_error(error::timeout, "connecting to " + cfg.describe() + " took longer than " +
                                                std::to_string(cfg.connect_timeout.count()) + " ms");
-      throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
+      // Our own errors carry the server's text (e.g. WRONGPASS); system errors say enough alone.
+      if (&e.code().category() == &error_category())
+        throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
+      throw system_error(e.code(), "connecting to " + cfg.describe());
     }
     current = std::move(l);
     ++generation;
