@@ -425,3 +425,79 @@ TEST_F(tasks_test, bad_input_is_refused_at_enqueue) {
     conn->close();
   }());
 }
+
+TEST_F(tasks_test, retry_after_overrides_the_policy_delay_and_context_carries_headers) {
+  std::vector<steady_clock::time_point> calls;
+  std::vector<std::chrono::milliseconds> delays;
+  std::string correlation, header;
+  std::map<std::string, std::string> headers{{"tenant", "acme"}};
+  with_worker({}, [&](tasks::worker& w) {
+    w.handle("rate-limited", [&](tasks::task_context& ctx) -> awaitable<void> {
+      calls.push_back(steady_clock::now());
+      delays.push_back(ctx.task.previous_delay);
+      correlation = ctx.task.correlation_id;
+      header = ctx.task.headers.count("tenant") ? ctx.task.headers.at("tenant") : "";
+      if (calls.size() == 1) throw tasks::retry_after(300ms, "429 from the mail API");
+      co_return;
+    });
+  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+    // The policy alone would wait 10 s: the handler's retry_after(300 ms) wins.
+    co_await c.enqueue("rate-limited", boost::json::value(1),
+                       {.retry = no_jitter(3, 10s), .correlation_id = "order-7", .headers = &headers});
+    EXPECT_TRUE(co_await eventually([&] { return calls.size() >= 2; }, 5s));
+  });
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(delays[1], 300ms);
+  EXPECT_GE(calls[1] - calls[0], 300ms);
+  EXPECT_EQ(correlation, "order-7");
+  EXPECT_EQ(header, "acme");
+}
+
+TEST_F(tasks_test, a_worker_serves_several_queues_each_with_its_share) {
+  std::mutex m;
+  std::map<std::string, int> per_queue;
+  std::atomic<int> running_emails{0}, max_running_emails{0};
+  with_worker({.queues = {{"emails", 1}, {"reports", 3}}, .concurrency = 4}, [&](tasks::worker& w) {
+    w.handle("job", [&](tasks::task_context& ctx) -> awaitable<void> {
+      if (ctx.task.queue == "emails") {
+        int now = ++running_emails;
+        int seen = max_running_emails.load();
+        while (now > seen && !max_running_emails.compare_exchange_weak(seen, now)) {
+        }
+      }
+      co_await sagaflow::sleep_for(20ms);
+      if (ctx.task.queue == "emails") --running_emails;
+      std::lock_guard lock(m);
+      ++per_queue[ctx.task.queue];
+    });
+  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+    for (int i = 0; i < 20; ++i) {
+      co_await c.enqueue("job", boost::json::value(i), {.queue = "emails"});
+      co_await c.enqueue("job", boost::json::value(i), {.queue = "reports"});
+    }
+    EXPECT_TRUE(co_await eventually([&] {
+      std::lock_guard lock(m);
+      return per_queue["emails"] == 20 && per_queue["reports"] == 20;
+    }));
+  });
+  EXPECT_EQ(max_running_emails.load(), 1) << "emails has one slot of four (share 1 of 4)";
+}
+
+TEST_F(tasks_test, run_at_in_the_future_waits_and_in_the_past_runs_now) {
+  std::atomic<int> runs{0};
+  with_worker({}, [&](tasks::worker& w) {
+    w.handle("at", [&](tasks::task_context&) -> awaitable<void> {
+      ++runs;
+      co_return;
+    });
+  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+    auto past = std::chrono::system_clock::now() - 1h;
+    auto future = std::chrono::system_clock::now() + 1h;
+    co_await c.enqueue("at", boost::json::value(1), {.run_at = past});
+    co_await c.enqueue("at", boost::json::value(2), {.run_at = future});
+    EXPECT_TRUE(co_await eventually([&] { return runs.load() >= 1; }));
+    co_await sagaflow::sleep_for(300ms);
+    EXPECT_EQ(runs.load(), 1);
+    EXPECT_EQ((co_await conn.call("ZCARD", "sf:{q:default}:delayed")).integer, 1) << "the future task waits in the delayed set";
+  });
+}
