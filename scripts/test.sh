@@ -5,5 +5,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 install_missing
 configure_and_build
 start_redis
+[ "$SANITIZE" = thread ] && export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan.supp ${TSAN_OPTIONS:-}"
 log "running the test suite"
 ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"

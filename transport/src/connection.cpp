@@ -52,7 +52,6 @@ struct connection::impl {
     response replies;
     steady_clock::time_point deadline;
     exec_handler handler;  // empty once completed or abandoned
-    asio::cancellation_slot slot;
   };
 
   connection& owner;
@@ -63,7 +62,6 @@ struct connection::impl {
   std::size_t read_begin = 0, read_end = 0;
   std::string write_buffer;
   std::deque<pending> queued, in_flight;
-  std::uint64_t next_id = 1;
   std::uint64_t generation = 0;
   bool writing = false;
   bool is_connected = false;
@@ -78,7 +76,6 @@ struct connection::impl {
   // --- completion -------------------------------------------------------------------------
   static void complete(pending& p, error_code ec) {
     if (!p.handler) return;
-    if (p.slot.is_connected()) p.slot.clear();
     // Posts to the caller's executor: its coroutine never resumes inside our read loop.
     std::move(p.handler)(ec, std::move(p.replies));
     p.handler = {};
@@ -90,8 +87,8 @@ struct connection::impl {
   }
 
   // --- requests ---------------------------------------------------------------------------
-  void enqueue(request req, exec_handler handler, asio::cancellation_slot slot) {
-    pending p{next_id++, std::move(req), 0, {}, {}, std::move(handler), slot};
+  void enqueue(request req, exec_handler handler, std::uint64_t id) {
+    pending p{id, std::move(req), 0, {}, {}, std::move(handler)};
     auto timeout = p.req.timeout.value_or(owner.cfg_.command_timeout) + p.req.block_time;
     p.deadline = steady_clock::now() + timeout;
     if (closed) {
@@ -107,11 +104,6 @@ struct connection::impl {
     } catch (const std::logic_error&) {
       complete(p, asio::error::invalid_argument);
       return;
-    }
-    if (slot.is_connected()) {
-      slot.assign([self = owner.shared_from_this(), id = p.id](asio::cancellation_type) {
-        asio::post(self->strand_, [self, id] { self->impl_->abandon(id); });
-      });
     }
     arm_watchdog(p.deadline);
     queued.push_back(std::move(p));
@@ -469,10 +461,14 @@ void connection::close() {
   asio::post(strand_, [self = shared_from_this()] { self->impl_->shut(); });
 }
 
-void connection::submit(request req, exec_handler handler, asio::cancellation_slot slot) {
-  asio::post(strand_, [self = shared_from_this(), req = std::move(req), h = std::move(handler), slot]() mutable {
-    self->impl_->enqueue(std::move(req), std::move(h), slot);
+void connection::submit(request req, exec_handler handler, std::uint64_t id) {
+  asio::post(strand_, [self = shared_from_this(), req = std::move(req), h = std::move(handler), id]() mutable {
+    self->impl_->enqueue(std::move(req), std::move(h), id);
   });
+}
+
+void connection::abandon(std::uint64_t id) {
+  asio::post(strand_, [self = shared_from_this(), id] { self->impl_->abandon(id); });
 }
 
 awaitable<response> connection::exec(request req) {

@@ -49,14 +49,24 @@ class connection : public std::enable_shared_from_this<connection> {
   auto async_exec(request req, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, response)>(
         [self = shared_from_this()](auto handler, request r) {
-          // The reply is posted to the caller's executor, which is kept busy until then.
+          // Everything touching the caller's cancellation slot happens on the caller's side: the
+          // slot is assigned here and cleared just before the handler runs, on its executor.
+          auto id = self->next_id_.fetch_add(1, std::memory_order_relaxed);
           auto slot = boost::asio::get_associated_cancellation_slot(handler);
+          if (slot.is_connected())
+            slot.assign([weak = self->weak_from_this(), id](boost::asio::cancellation_type) {
+              if (auto c = weak.lock()) c->abandon(id);
+            });
+          // The reply is posted to the caller's executor, which is kept busy until then.
           auto work = boost::asio::prefer(boost::asio::get_associated_executor(handler, self->strand_),
                                           boost::asio::execution::outstanding_work.tracked);
-          exec_handler done([h = std::move(handler), work](boost::system::error_code ec, response replies) mutable {
-            boost::asio::post(work, boost::asio::append(std::move(h), ec, std::move(replies)));
+          exec_handler done([h = std::move(handler), work, slot](boost::system::error_code ec, response replies) mutable {
+            boost::asio::post(work, [h = std::move(h), slot, ec, replies = std::move(replies)]() mutable {
+              if (slot.is_connected()) slot.clear();
+              std::move(h)(ec, std::move(replies));
+            });
           });
-          self->submit(std::move(r), std::move(done), slot);
+          self->submit(std::move(r), std::move(done), id);
         },
         token, std::move(req));
   }
@@ -81,7 +91,8 @@ class connection : public std::enable_shared_from_this<connection> {
 
  private:
   connection(boost::asio::any_io_executor ex, redis::config cfg);
-  void submit(request req, exec_handler handler, boost::asio::cancellation_slot slot);
+  void submit(request req, exec_handler handler, std::uint64_t id);
+  void abandon(std::uint64_t id);  // thread-safe
 
   executor_type strand_;
   redis::config cfg_;
@@ -89,6 +100,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::atomic<bool> connected_{false};
   std::atomic<int> protocol_{0};
   std::atomic<std::uint64_t> reconnects_{0};
+  std::atomic<std::uint64_t> next_id_{1};
 };
 
 // Throws server_error for the first error reply in `replies` (named after its command in `req`).
