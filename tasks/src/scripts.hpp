@@ -11,4 +11,5 @@ const redis::script& dead();
 const redis::script& promote();
 const redis::script& requeue_dead();
 const redis::script& renew();
+const redis::script& release();
 }  // namespace sagaflow::tasks::scripts

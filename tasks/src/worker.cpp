@@ -519,6 +519,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     while (running_total > 0 && steady_clock::now() < grace_end) co_await wait_on(idle, grace_end);
     if (running_total > 0)
       log::warn("worker", running_total, " task(s) still running after the grace period; they stay pending");
+    co_await release_buffered();
     if (!flushing) co_await flush_acks();
     while (flushing) co_await wait_on(idle, steady_clock::now() + milliseconds(50));
     renew_timer.cancel();
@@ -532,6 +533,27 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     commands->close();
     log::info("worker", options.consumer, " stopped: ", stats.succeeded.load(), " succeeded, ", stats.retried.load(),
               " retried, ", stats.dead.load(), " dead-lettered");
+  }
+
+  // Tasks fetched but never started go back to their stream now, not after the lease.
+  awaitable<void> release_buffered() {
+    for (auto& q : queues)
+      for (std::size_t p = 0; p < priority_count; ++p) {
+        if (q->buffer[p].empty()) continue;
+        std::vector<std::string> ids;
+        for (auto& item : q->buffer[p]) ids.push_back(item.entry.id);
+        std::vector<std::string_view> args{consumer_group};
+        for (auto& id : ids) args.push_back(id);
+        std::string_view keys[] = {q->keys.streams[p]};
+        try {
+          auto released = co_await redis::evalsha(*commands, scripts::release(), keys, args);
+          log::info("worker", "handed ", released.integer, " unstarted task(s) back to ", q->keys.streams[p]);
+          q->buffer[p].clear();
+          for (auto& id : ids) q->owned[p].erase(id);
+        } catch (const std::exception& e) {
+          log::warn("worker", "could not hand back unstarted tasks (they return after the lease): ", e.what());
+        }
+      }
   }
 
   std::string describe_queues() const {
