@@ -2,6 +2,8 @@
 // letter management.
 #include "scripts.hpp"
 
+#include <boost/json.hpp>
+
 #include <sagaflow/engine/id.hpp>
 #include <sagaflow/tasks/client.hpp>
 
@@ -114,6 +116,17 @@ awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> 
   for (std::size_t i = 0; i < replies.size(); ++i)
     if (replies[i].is_error()) throw redis::server_error("XADD", replies[i].text);
   co_return ids;
+}
+
+awaitable<std::optional<boost::json::value>> client::result(std::string queue, std::string id) {
+  validate_queue_name(queue);
+  queue_keys keys(options_.prefix, queue);
+  auto reply = co_await connection_->call("GET", keys.result(id));
+  if (reply.is_null()) co_return std::nullopt;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(reply.text, ec);
+  if (ec) throw std::runtime_error("result of task " + id + " is not JSON: " + ec.message());
+  co_return v;
 }
 
 awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::size_t count) {

@@ -66,6 +66,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     std::array<std::deque<fetched>, priority_count> buffer;  // fetched, not yet started
     std::array<std::set<std::string>, priority_count> owned;  // pending for us: buffered or running
     std::array<std::vector<std::string>, priority_count> to_ack;
+    std::vector<std::pair<std::string, std::string>> results;  // key, JSON: written before the acks
     std::shared_ptr<redis::connection> blocking;  // XREADGROUP BLOCK only
     std::unique_ptr<asio::steady_timer> slot_freed;
     std::unique_ptr<asio::steady_timer> promoter_wake;
@@ -274,6 +275,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     }
     if (error.empty() && !permanent && !requested_delay) {
       ++stats.succeeded;
+      if (ctx.result) q.results.emplace_back(q.keys.result(task.id), boost::json::serialize(*ctx.result));
       q.to_ack[item.stream].push_back(item.entry.id);
       if (!flushing) asio::co_spawn(strand, flush_acks(), asio::detached);
       co_return;
@@ -361,6 +363,13 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       redis::request req;
       std::vector<std::pair<queue_state*, std::size_t>> batch;
       std::vector<std::vector<std::string>> ids;
+      std::string ttl = std::to_string(options.result_ttl.count());
+      std::size_t results = 0;
+      for (auto& q : queues) {  // results first: an acknowledged task's result is already there
+        for (auto& [key, json] : q->results) req.push("SET", key, json, "PX", ttl);
+        results += q->results.size();
+        q->results.clear();
+      }
       for (auto& q : queues)
         for (std::size_t p = 0; p < priority_count; ++p) {
           if (q->to_ack[p].empty()) continue;
@@ -371,7 +380,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           batch.emplace_back(q.get(), p);
           ids.push_back(std::move(now));
         }
-      if (batch.empty()) break;
+      if (batch.empty() && results == 0) break;
       try {
         auto replies = co_await commands->exec(std::move(req));
         for (auto& r : replies)

@@ -501,3 +501,26 @@ TEST_F(tasks_test, run_at_in_the_future_waits_and_in_the_past_runs_now) {
     EXPECT_EQ((co_await conn.call("ZCARD", "sf:{q:default}:delayed")).integer, 1) << "the future task waits in the delayed set";
   });
 }
+
+TEST_F(tasks_test, a_handler_result_is_stored_and_readable_by_task_id) {
+  std::atomic<bool> done{false};
+  with_worker({}, [&](tasks::worker& w) {
+    w.handle("sum", [&](tasks::task_context& ctx) -> awaitable<void> {
+      auto v = ctx.json().as_array();
+      ctx.set_result(boost::json::value{{"sum", v.at(0).as_int64() + v.at(1).as_int64()}});
+      done = true;
+      co_return;
+    });
+  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+    boost::json::value numbers = boost::json::array{1, 2};
+    auto id = co_await c.enqueue("sum", numbers);
+    EXPECT_FALSE((co_await c.result("default", "no-such-task")).has_value());
+    std::optional<boost::json::value> result;
+    for (int i = 0; i < 500 && !result; ++i) {
+      result = co_await c.result("default", id);
+      co_await sagaflow::sleep_for(10ms);
+    }
+    CO_ASSERT_TRUE(result.has_value());
+    EXPECT_EQ(result->at("sum").as_int64(), 3);
+  });
+}

@@ -6,6 +6,7 @@
 #include <sagaflow/transport/connection.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,9 @@ class client {
   awaitable<std::string> enqueue(std::string name, tasks::payload payload, enqueue_options options = {});
   // Many tasks in one pipeline; ids in the order given.
   awaitable<std::vector<std::string>> enqueue_bulk(std::vector<task_spec> tasks);
+
+  // The result a handler set for task `id` (JSON), or nothing: no result (yet), or expired.
+  awaitable<std::optional<boost::json::value>> result(std::string queue, std::string id);
 
   awaitable<std::vector<dead_letter>> list_dead(std::string queue, std::size_t count = 100);
   // Requeues one dead letter (by its dead-letter entry id) or, with an empty id, up to `count`.

@@ -19,6 +19,7 @@ struct queue_keys {
     dead = base + ":dead";
   }
   std::string uniq(std::string_view key) const { return base + ":uniq:" + std::string(key); }
+  std::string result(std::string_view task_id) const { return base + ":result:" + std::string(task_id); }
 
   std::string base;
   std::array<std::string, priority_count> streams;

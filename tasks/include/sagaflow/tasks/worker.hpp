@@ -18,6 +18,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +34,11 @@ struct task_context {
   // The payload as JSON; throws permanent_error when it is not valid JSON (a retry cannot help).
   boost::json::value json() const;
   const std::string& bytes() const noexcept { return task.payload.data; }
+
+  // The task's result, stored on success for worker_options::result_ttl; read it with
+  // client::result(queue, id).
+  void set_result(boost::json::value v) { result = std::move(v); }
+  std::optional<boost::json::value> result;
 };
 
 // Throws to fail the attempt (retried by policy), permanent_error (dead letter at once) or
@@ -60,7 +66,7 @@ struct worker_options {
   std::chrono::milliseconds promoter_interval{std::chrono::seconds(1)};  // at most one call per interval when idle
   std::chrono::milliseconds fetch_block{std::chrono::seconds(1)};  // XREADGROUP BLOCK when the queues are empty
   std::chrono::milliseconds recover_interval{std::chrono::seconds(5)};
-  std::size_t ack_batch = 512;
+  std::chrono::milliseconds result_ttl{std::chrono::hours(24)};  // of results set by handlers
   std::string consumer;  // empty: <host>-<pid>-<id>
   std::string prefix = "sf";
 };
