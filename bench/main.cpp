@@ -1,5 +1,6 @@
-// sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport now,
-// tasks and sagas later); each mode starts and stops its own redis-server.
+// sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport, tasks;
+// sagas later); each mode starts and stops its own redis-server.
+#include "tasks_bench.hpp"
 #include "transport_bench.hpp"
 
 #include <exception>
@@ -14,17 +15,22 @@ struct mode {
   std::string_view name;
   std::string_view summary;
   int (*run)(std::span<const std::string_view> args);
+  bool hidden = false;  // started by another mode, not by people: not in the usage
 };
 
 // New modes are one line here and one run function in their own file.
 constexpr mode modes[] = {
     {"transport", "pipelined XADD and XREADGROUP+XACK through one connection, next to redis-benchmark",
      sagaflow::bench::run_transport_bench},
+    {"tasks", "task queue: end-to-end, enqueue, retry throughput, pickup latency, worker RSS (one worker process)",
+     sagaflow::bench::run_tasks_bench},
+    {"tasks-worker", "the worker process of the tasks mode", sagaflow::bench::run_tasks_worker, true},
 };
 
 void print_usage(std::ostream& out) {
   out << "usage: sagaflow-bench <mode> [flags]   (sagaflow-bench <mode> --help for the flags)\nmodes:\n";
-  for (auto& m : modes) out << "  " << m.name << "  " << m.summary << "\n";
+  for (auto& m : modes)
+    if (!m.hidden) out << "  " << m.name << "  " << m.summary << "\n";
 }
 
 }  // namespace

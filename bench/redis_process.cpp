@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -225,6 +227,83 @@ std::string run_program(const std::vector<std::string>& argv) {
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw std::runtime_error(argv[0] + " failed (status " + std::to_string(status) + "): " + out);
   return out;
+}
+
+child_process::child_process(std::vector<std::string> argv) {
+  if (argv.empty()) throw std::invalid_argument("child_process: no program");
+  child_spec spec{.args = std::move(argv), .stderr_fd = -2};
+  spec.args[0] = find_program(spec.args[0]).string();
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  spec.stdout_fd = fds[1];
+  try {
+    pid_ = spawn(spec);
+  } catch (...) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
+  }
+  ::close(fds[1]);
+  out_ = fds[0];
+}
+
+child_process::~child_process() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (out_ >= 0) ::close(out_);
+}
+
+bool child_process::running() {
+  if (pid_ <= 0) return false;
+  if (::waitpid(pid_, &status_, WNOHANG) != pid_) return true;
+  pid_ = -1;
+  return false;
+}
+
+void child_process::signal(int sig) noexcept {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+std::string child_process::finish(std::chrono::milliseconds limit) {
+  std::string out;
+  auto give_up = std::chrono::steady_clock::now() + limit;
+  bool killed = false;
+  char buf[65536];
+  while (out_ >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+    if (left.count() <= 0 && !killed) {
+      signal(SIGKILL);  // the pipe closes with it
+      killed = true;
+    }
+    pollfd p{.fd = out_, .events = POLLIN, .revents = 0};
+    int ready = ::poll(&p, 1, killed ? 1000 : static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    auto n = ::read(out_, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      ::close(out_);
+      out_ = -1;
+    }
+  }
+  if (pid_ > 0) {
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+  }
+  if (killed) throw std::runtime_error("child process did not exit within " + std::to_string(limit.count()) + " ms; killed");
+  if (!WIFEXITED(status_) || WEXITSTATUS(status_) != 0)
+    throw std::runtime_error("child process failed (wait status " + std::to_string(status_) + ")");
+  return out;
+}
+
+std::string self_executable() {
+  std::error_code ec;
+  auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("cannot read /proc/self/exe: " + ec.message());
+  return path.string();
 }
 
 double redis_benchmark(const redis_benchmark_run& run) {

@@ -1,9 +1,11 @@
-// The Redis programs the benchmark runs as child processes: a private redis-server (free loopback
-// port, temporary directory, no persistence; never the system service) and redis-benchmark.
+// The programs the benchmark runs as child processes: a private redis-server (free loopback
+// port, temporary directory, no persistence; never the system service), redis-benchmark, and
+// other processes of the benchmark itself (a task worker).
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -33,6 +35,35 @@ class redis_process {
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
 };
+
+// A long-running child (e.g. a worker process) whose standard output goes to a pipe that is read
+// when it ends; its standard error passes through. It dies with the benchmark (PDEATHSIG), and
+// is killed (SIGKILL) if still running when this object is destroyed.
+class child_process {
+ public:
+  // argv[0]: a path, or a name looked up in PATH. Throws when it cannot start.
+  explicit child_process(std::vector<std::string> argv);
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  pid_t pid() const noexcept { return pid_; }
+  // False once the child has exited (it is reaped then; exit_status() says how).
+  bool running();
+  int exit_status() const noexcept { return status_; }
+  void signal(int sig) noexcept;
+  // Reads the child's standard output to its end and waits for it to exit; after `limit` it is
+  // killed. Returns the output; throws unless the child exited with status 0.
+  std::string finish(std::chrono::milliseconds limit);
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;    // read end of the child's stdout
+  int status_ = 0;  // from waitpid, once reaped
+};
+
+// The path of the running executable (/proc/self/exe), to start another mode of the benchmark.
+std::string self_executable();
 
 // Runs `argv` (argv[0] looked up in PATH) to completion and returns its standard output; its
 // standard error passes through. Throws when it cannot start or exits with a non-zero status.

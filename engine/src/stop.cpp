@@ -67,7 +67,8 @@ awaitable<void> stop_source::wait() const {
   }
 }
 
-awaitable<void> stop_on_signals(stop_source stop, std::initializer_list<int> signals) {
+awaitable<void> stop_on_signals(stop_source stop, std::vector<int> signals) {
+  // By value: the coroutine starts later, after a braced list at the call site is gone.
   auto set = std::make_shared<boost::asio::signal_set>(co_await boost::asio::this_coro::executor);
   for (int s : signals) set->add(s);
   int first = co_await set->async_wait(boost::asio::use_awaitable);

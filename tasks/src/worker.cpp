@@ -168,7 +168,9 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         q.buffer[p].push_back({p, std::move(e)});
       }
     }
-    dispatch(q);
+    // Posted: the fetcher asks for the next batch before this one runs, so Redis and the
+    // handlers overlap instead of taking turns.
+    asio::post(strand, [self = shared_from_this(), &q] { self->dispatch(q); });
   }
 
   void dispatch(queue_state& q) {

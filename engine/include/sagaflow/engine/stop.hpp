@@ -5,7 +5,7 @@
 
 #include <sagaflow/engine/coro.hpp>
 
-#include <initializer_list>
+#include <vector>
 #include <memory>
 
 namespace sagaflow {
@@ -32,6 +32,6 @@ class stop_source {
 
 // Completes after the first of `signals` arrives and requests stop; a second signal ends the
 // process at once with exit code 128+signal (the convention for "killed by a signal").
-awaitable<void> stop_on_signals(stop_source stop, std::initializer_list<int> signals);
+awaitable<void> stop_on_signals(stop_source stop, std::vector<int> signals);
 
 }  // namespace sagaflow
