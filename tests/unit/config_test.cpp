@@ -267,3 +267,8 @@ TEST(config, from_env_with_a_bad_url_throws) {
 }
 
 }  // namespace
+
+TEST(config, an_unbracketed_ipv6_address_is_refused) {
+  EXPECT_THROW(sagaflow::redis::config::from_url("redis://::1"), std::invalid_argument);
+  EXPECT_EQ(sagaflow::redis::config::from_url("redis://[::1]").host, "::1");
+}

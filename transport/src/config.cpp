@@ -97,7 +97,8 @@ config config::from_url(std::string_view url) {
   }
 
   std::string_view port;
-  if (rest.starts_with('[')) {  // [::1]:6379
+  const bool bracketed = rest.starts_with('[');
+  if (bracketed) {  // [::1]:6379
     auto close = rest.find(']');
     if (close == std::string_view::npos) bad(shown, "unterminated IPv6 address");
     c.host = std::string(rest.substr(1, close - 1));
@@ -115,6 +116,8 @@ config config::from_url(std::string_view url) {
     c.host = std::string(rest);
   }
   if (c.host.empty()) bad(shown, "no host");
+  if (!bracketed && c.host.find(':') != std::string::npos)
+    bad(shown, "an IPv6 address must be in brackets, e.g. redis://[::1]:6379");
   if (!port.empty()) c.port = parse_number<std::uint16_t>(port, 1, 65535, shown, "port");
   if (!path.empty()) c.database = parse_number<int>(path, 0, 1 << 20, shown, "database");
 
