@@ -4,6 +4,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <chrono>
 #include <stdexcept>
 #include <system_error>
 
@@ -28,6 +29,14 @@ runtime::runtime(runtime_options options) {
 }
 
 runtime::~runtime() {
+  // Let what is still running finish (closed connections end their loops, flushes complete)
+  // before the contexts are destroyed: destroying a suspended coroutine that owns I/O objects
+  // while Asio tears its services down is not safe. Work that never ends (a forgotten
+  // connection, a signal wait) is stopped after a short grace.
+  guards_.clear();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (running_.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   stop();
   join();
 }
@@ -39,10 +48,12 @@ boost::asio::any_io_executor runtime::executor() noexcept {
 void runtime::start() {
   if (!threads_.empty()) return;
   for (auto& ctx : contexts_) {
-    threads_.emplace_back([c = ctx.get()] {
+    running_.fetch_add(1);
+    threads_.emplace_back([this, c = ctx.get()] {
       for (;;) {
         try {
           c->run();
+          running_.fetch_sub(1);
           return;
         } catch (const std::exception& e) {
           // A handler that throws must not take the thread down with it: log and keep serving.

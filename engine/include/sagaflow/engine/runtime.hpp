@@ -23,7 +23,7 @@ struct runtime_options {
 class runtime {
  public:
   explicit runtime(runtime_options options = {});
-  ~runtime();  // stop() and join()
+  ~runtime();  // lets pending work finish (at most 2 s), then stop() and join()
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
@@ -44,6 +44,7 @@ class runtime {
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   std::atomic<std::size_t> next_{0};
+  std::atomic<std::size_t> running_{0};  // threads still inside run()
 };
 
 }  // namespace sagaflow
