@@ -62,6 +62,16 @@ class tasks_test : public ::testing::Test {
     co_return true;
   }
 
+  // Lists the queue's dead letters until there are at least `count` (or 5 s pass).
+  static awaitable<std::vector<tasks::dead_letter>> dead_letters(tasks::client& c, std::size_t count) {
+    std::vector<tasks::dead_letter> dead;
+    for (int i = 0; i < 500 && dead.size() < count; ++i) {
+      dead = co_await c.list_dead("default");
+      if (dead.size() < count) co_await sagaflow::sleep_for(10ms);
+    }
+    co_return dead;
+  }
+
   redis_server server;
 };
 
@@ -219,11 +229,7 @@ TEST_F(tasks_test, dead_letters_for_every_reason_and_requeue) {
     co_await conn.call("XADD", "sf:{q:default}:p2", "*", "garbage", "\xff\x00junk");
     co_await c.enqueue("good", tasks::payload::bytes("not json, fine"));
     EXPECT_TRUE(co_await eventually([&]() { return good_runs.load() == 1; }));
-    std::vector<tasks::dead_letter> dead;
-    for (int i = 0; i < 500 && dead.size() < 4; ++i) {
-      dead = co_await c.list_dead("default");
-      co_await sagaflow::sleep_for(10ms);
-    }
+    auto dead = co_await dead_letters(c, 4);
     CO_ASSERT_EQ(dead.size(), 4u);
     std::map<std::string, tasks::dead_letter> by_reason;
     for (auto& d : dead) by_reason[d.reason] = d;
@@ -320,11 +326,7 @@ TEST_F(tasks_test, a_crashed_consumers_pending_tasks_are_recovered_and_poison_is
     });
   }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
     EXPECT_TRUE(co_await eventually([&] { return runs.load() >= 3; }));
-    std::vector<tasks::dead_letter> dead;
-    for (int i = 0; i < 300 && dead.empty(); ++i) {
-      dead = co_await c.list_dead("default");
-      co_await sagaflow::sleep_for(10ms);
-    }
+    auto dead = co_await dead_letters(c, 1);
     CO_ASSERT_EQ(dead.size(), 1u);
     EXPECT_EQ(dead[0].reason, "delivery limit");
     co_await sagaflow::sleep_for(300ms);
@@ -346,11 +348,7 @@ TEST_F(tasks_test, a_handler_over_its_timeout_is_cancelled_and_the_attempt_fails
     });
   }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
     co_await c.enqueue("slow", boost::json::value(1), {.retry = no_jitter(1, 10ms), .timeout = 200ms});
-    std::vector<tasks::dead_letter> dead;
-    for (int i = 0; i < 500 && dead.empty(); ++i) {
-      dead = co_await c.list_dead("default");
-      co_await sagaflow::sleep_for(10ms);
-    }
+    auto dead = co_await dead_letters(c, 1);
     CO_ASSERT_EQ(dead.size(), 1u);
     EXPECT_EQ(dead[0].reason, "max attempts");
     EXPECT_NE(dead[0].error.find("timed out"), std::string::npos) << dead[0].error;
