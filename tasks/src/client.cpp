@@ -146,6 +146,8 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
       else if (k == "dead.error") d.error = v;
       else if (k == "dead.worker") d.worker = v;
       else if (k == "dead.at") d.at_ms = std::atoll(v.c_str());
+      else if (k == "dead.entry") d.stream_entry_id = v;
+      else if (k == "dead.attempts") d.attempts = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
     }
     try {
       d.task = envelope::from_fields(entry.fields);

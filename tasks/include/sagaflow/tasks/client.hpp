@@ -30,6 +30,8 @@ struct dead_letter {
   envelope task;
   std::string reason;    // "max attempts", "permanent error", "unknown task", "undecodable", "delivery limit"
   std::string error;
+  std::string stream_entry_id;  // its id in the priority stream it died from (dead.entry)
+  std::uint32_t attempts = 0;   // the attempt it died in (dead.attempts); 0 when it was not a task
   std::int64_t at_ms = 0;
   std::string worker;
 };
