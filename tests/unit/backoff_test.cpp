@@ -117,8 +117,9 @@ TEST(backoff, extreme_draws_stay_in_range) {
           const ms lo = kind == jitter::decorrelated ? p.base : 0ms;
           const ms hi = kind == jitter::decorrelated ? cap : p.ceiling(n);
           EXPECT_GE(d, lo) << sagaflow::to_string(kind) << " n=" << n << " output=" << output;
-          if (hi < ms::max())  // no value is above ms::max(): there the lower bound is the check
+          if (hi < ms::max()) {  // no value is above ms::max(): there the lower bound is the check
             EXPECT_LE(d, hi) << sagaflow::to_string(kind) << " n=" << n << " output=" << output;
+          }
         }
       }
     }
