@@ -360,6 +360,7 @@ TEST_F(tasks_test, dead_letters_for_every_reason_and_requeue) {
   std::vector<std::uint32_t> fixed_attempts;
   std::string failing_entry, refusing_entry;  // the stream entry each ran from last
   tasks::worker_options options;
+  options.unknown_task_grace = 0ms;  // dead-letter an unknown task at once
   with_worker(options, [&](tasks::worker& w) {
     w.handle("always-fails", [&](tasks::task_context& ctx) -> awaitable<void> {
       failing_entry = ctx.stream_entry_id;
@@ -469,6 +470,7 @@ TEST_F(tasks_test, an_idempotency_key_enqueues_once) {
 TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_reason) {
   std::atomic<int> json_runs{0}, good_runs{0};
   tasks::worker_options options;
+  options.max_payload_bytes = 1000;
   with_worker(options, [&](tasks::worker& w) {
     w.handle("parse", [&](tasks::task_context& ctx) -> awaitable<void> {
       ++json_runs;
@@ -478,6 +480,9 @@ TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_
     });
   }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
     const std::string stream = "sf:{q:default}:p2";
+    // A payload over the worker's limit (the client would refuse it: written by hand).
+    auto big = make_task("too-big", "parse", tasks::payload::bytes(std::string(1001, 'x')));
+    auto big_entry = co_await add_entry(conn, stream, big.to_fields());
     // A payload that claims to be JSON and is not.
     auto not_json = make_task("not-json", "parse", tasks::payload::bytes("{\"to\": "));
     not_json.payload.kind = tasks::payload::encoding::json;
@@ -489,15 +494,20 @@ TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_
     auto zadded = co_await conn.call("ZADD", keys.delayed, "1", not_json_member, "2", not_envelope_member, "3",
                                      bad_fields_member);
     EXPECT_EQ(zadded.integer, 3);
-    auto dead = co_await dead_letters(c, 4);
+    auto dead = co_await dead_letters(c, 5);
     // The worker still serves good tasks.
     co_await c.enqueue("parse", boost::json::value(1));
     EXPECT_TRUE(co_await eventually([&] { return good_runs.load() == 1; }));
     co_await sagaflow::sleep_for(200ms);
     dead = co_await c.list_dead("default");
-    CO_ASSERT_EQ(dead.size(), 4u);
+    CO_ASSERT_EQ(dead.size(), 5u);
     std::map<std::string, std::vector<tasks::dead_letter>> by_reason;
     for (auto& d : dead) by_reason[d.reason].push_back(d);
+    CO_ASSERT_EQ(by_reason["oversized"].size(), 1u);
+    auto& oversized = by_reason["oversized"][0];
+    EXPECT_EQ(oversized.task.id, "too-big");
+    EXPECT_EQ(oversized.stream_entry_id, big_entry);
+    EXPECT_NE(oversized.error.find("1001"), std::string::npos) << "the error names the size: " << oversized.error;
     CO_ASSERT_EQ(by_reason["permanent error"].size(), 1u);
     auto& bad_json = by_reason["permanent error"][0];
     EXPECT_EQ(bad_json.task.id, "not-json");
@@ -520,7 +530,7 @@ TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_
     EXPECT_EQ((co_await conn.call("ZCARD", keys.delayed)).integer, 0);
     EXPECT_EQ(co_await redis::xlen(conn, stream), 0);
   });
-  EXPECT_EQ(json_runs.load(), 2) << "the bad JSON payload ran once, the good one once";
+  EXPECT_EQ(json_runs.load(), 2) << "the bad JSON payload ran once, the good one once, the oversized one never";
 }
 
 // The key holds for its TTL only: the same key enqueues a new task once it has expired.
