@@ -145,6 +145,12 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     });
   }
 
+  // Handler slots neither running nor promised to a fetched task.
+  static std::size_t free_slots(const queue_state& q) {
+    auto used = q.running + q.buffered();
+    return q.slots > used ? q.slots - used : 0;
+  }
+
   // --- fetching and scheduling ------------------------------------------------------------
   std::vector<std::size_t> fetch_order() {
     std::vector<std::size_t> order{0, 1, 2, 3};
@@ -213,7 +219,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   awaitable<void> fetch_loop(queue_state& q) {
     std::string_view group = consumer_group;
     while (!stop.stop_requested()) {
-      std::size_t free = q.slots > q.running + q.buffered() ? q.slots - q.running - q.buffered() : 0;
+      std::size_t free = free_slots(q);
       if (free == 0) {
         co_await wait_on(*q.slot_freed);
         continue;
@@ -593,10 +599,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     const std::string& stream = q.keys.streams[p];
     auto stale = co_await redis::xpending(*commands, stream, consumer_group,
                                           redis::pending_range{.count = 100, .min_idle = options.lease});
+    // Take over no more than this worker can start now: a recovered task waiting in the local
+    // buffer would hold back a more urgent task that the fetcher cannot read while the buffer
+    // fills the free slots. What is left is taken on a later pass, here or by another worker.
+    std::size_t can_start = free_slots(q);
     std::vector<std::string> take, poison;
     for (auto& e : stale) {
       if (q.owned[p].contains(e.id)) continue;
-      (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget) ? poison : take).push_back(e.id);
+      if (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget))
+        poison.push_back(e.id);
+      else if (take.size() < can_start)
+        take.push_back(e.id);
     }
     if (!take.empty()) {
       auto claimed = co_await redis::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, take);
