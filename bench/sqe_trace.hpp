@@ -1,7 +1,7 @@
 // A diagnostic for the io_uring build of the benchmark: it wraps liburing's io_uring_submit (link
 // option --wrap) to see which submission entries Asio sends without setting their user_data.
-// Boost 1.81's Asio does that for its cancel entries; with liburing >= 2.2 the field keeps the
-// value of the entry that used the same ring slot before, so the kernel's answer to the cancel
+// Boost 1.81's Asio does that for its cancel entries; with liburing 2.3 the field keeps the value
+// of the entry that used the same ring slot before, so the kernel's answer to the cancel
 // is delivered to whatever operation that stale value names. See bench/RESULTS.md.
 #pragma once
 
