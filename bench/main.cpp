@@ -1,5 +1,6 @@
 // sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport, tasks;
-// sagas later); each mode starts and stops its own redis-server.
+// sagas later) and the reactor stress; each mode starts and stops its own redis-server.
+#include "reactor_stress.hpp"
 #include "tasks_bench.hpp"
 #include "transport_bench.hpp"
 
@@ -25,6 +26,8 @@ constexpr mode modes[] = {
     {"tasks", "task queue: end-to-end, enqueue, retry throughput, pickup latency, worker RSS (one worker process)",
      sagaflow::bench::run_tasks_bench},
     {"tasks-worker", "the worker process of the tasks mode", sagaflow::bench::run_tasks_worker, true},
+    {"reactor-stress", "the worker's traffic mix for a bounded time, counting disconnects the server did not initiate",
+     sagaflow::bench::run_reactor_stress},
 };
 
 void print_usage(std::ostream& out) {

@@ -119,8 +119,9 @@ std::filesystem::path make_temp_dir() {
 
 }  // namespace
 
-redis_process::redis_process()
-    : program_(find_program("redis-server", "SAGAFLOW_REDIS_SERVER")), dir_(make_temp_dir()) {
+redis_process::redis_process(std::vector<std::string> extra_args)
+    : program_(find_program("redis-server", "SAGAFLOW_REDIS_SERVER")), extra_args_(std::move(extra_args)),
+      dir_(make_temp_dir()) {
   try {
     // The port was free when we looked; another process may take it before Redis binds it.
     for (int attempt = 0; attempt < 5; ++attempt)
@@ -156,6 +157,7 @@ bool redis_process::start_on(std::uint16_t port) {
                            "--dir", dir_.string(), "--logfile", (dir_ / "redis.log").string()},
                   .stdout_fd = console,
                   .stderr_fd = console};
+  spec.args.insert(spec.args.end(), extra_args_.begin(), extra_args_.end());
   try {
     pid_ = spawn(spec);
   } catch (...) {

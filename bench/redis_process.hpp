@@ -16,8 +16,9 @@ namespace sagaflow::bench {
 class redis_process {
  public:
   // Starts redis-server (SAGAFLOW_REDIS_SERVER, else from PATH) and returns once it answers
-  // PING; throws std::runtime_error saying why it did not.
-  redis_process();
+  // PING; throws std::runtime_error saying why it did not. `extra_args` are appended to its
+  // command line (e.g. {"--loglevel", "verbose"}).
+  explicit redis_process(std::vector<std::string> extra_args = {});
   // Stops the server (SIGTERM, SIGKILL after 5 s) and removes its directory; also on unwinding.
   ~redis_process();
   redis_process(const redis_process&) = delete;
@@ -25,12 +26,14 @@ class redis_process {
 
   std::uint16_t port() const noexcept { return port_; }
   const std::filesystem::path& dir() const noexcept { return dir_; }
+  std::filesystem::path log_file() const { return dir_ / "redis.log"; }
   void stop() noexcept;
 
  private:
   bool start_on(std::uint16_t port);  // false when the server exited at start (port taken)
 
   std::filesystem::path program_;
+  std::vector<std::string> extra_args_;
   std::filesystem::path dir_;
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
