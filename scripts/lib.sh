@@ -6,7 +6,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SANITIZE=${SAGAFLOW_SANITIZE:-}
 BUILD_DIR=${SAGAFLOW_BUILD_DIR:-$ROOT/build${SANITIZE:+-$SANITIZE}}
 PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev liburing-dev libssl-dev
-          libgtest-dev redis-server redis-tools openssl)
+          libgtest-dev redis-server redis-tools openssl
+          # the RESP fuzzer (tests/fuzz): clang++ and its libFuzzer runtime
+          clang-14 libclang-rt-14-dev)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
