@@ -26,7 +26,7 @@ stop_workers() {
   return "$rc"
 }
 start_redis
-trap 'stop_workers || true; stop_redis' EXIT
+at_exit stop_workers
 
 log "demo 1: enqueue and consume through a Redis Streams consumer group"
 "$BUILD_DIR/examples/stream-roundtrip" "${2:-5}"
