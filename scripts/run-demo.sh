@@ -50,4 +50,7 @@ stop_workers || stopped=$?
 runs=$(redis-cli -u "$SAGAFLOW_REDIS_URL" get demo:runs)
 dead=$(redis-cli -u "$SAGAFLOW_REDIS_URL" xlen 'sf:{q:demo}:dead')
 echo "done: $done_count distinct tasks completed in $runs runs; dead letters: $dead; workers stopped with SIGTERM (status $stopped)"
-[ "$done_count" -eq "$tasks" ] && [ "$dead" -eq 0 ] && [ "$stopped" -eq 0 ]
+if [ "$done_count" -ne "$tasks" ] || [ "$dead" -ne 0 ] || [ "$stopped" -ne 0 ]; then
+  echo "the demo failed: every task must complete, none dead, and both workers exit 0 on SIGTERM" >&2
+  exit 1
+fi
