@@ -1,14 +1,29 @@
-# Shared by demo.sh and test.sh: install what is missing, build, and run a private redis-server
-# on a free loopback port (never the system service) that is stopped when the script exits.
+# Shared by demo.sh, run-demo.sh and test.sh: install what is missing, build, and run a private
+# redis-server on a free loopback port (never the system service). Whatever a script starts or
+# changes is undone when it exits, however it exits (error, Ctrl-C, SIGTERM).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SANITIZE=${SAGAFLOW_SANITIZE:-}
 BUILD_DIR=${SAGAFLOW_BUILD_DIR:-$ROOT/build${SANITIZE:+-$SANITIZE}}
 PACKAGES=(g++ cmake ninja-build ccache libboost1.81-dev libboost-json1.81-dev liburing-dev libssl-dev
-          libgtest-dev redis-server redis-tools openssl)
+          libgtest-dev redis-server redis-tools openssl
+          # the RESP fuzzer (tests/fuzz): clang++ and its libFuzzer runtime
+          clang-14 libclang-rt-14-dev)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# at_exit <command>: run at exit, the last one registered first.
+EXIT_COMMANDS=()
+at_exit() { EXIT_COMMANDS=("$1" "${EXIT_COMMANDS[@]}"); }
+run_exit_commands() {
+  local c
+  for c in "${EXIT_COMMANDS[@]}"; do eval "$c" || true; done
+  EXIT_COMMANDS=()
+}
+trap run_exit_commands EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 install_missing() {
   local missing=() p
@@ -19,15 +34,20 @@ install_missing() {
   log "installing ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
-  # Installing redis-server would start the system service; we run our own, so forbid that.
-  local policy=/usr/sbin/policy-rc.d created=0
+  # Installing redis-server would start the system service; we run our own, so forbid that, for
+  # as long as apt runs (a policy left behind would keep every service from starting).
+  local policy=/usr/sbin/policy-rc.d ours=""
   if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy" && created=1
+    ours=$policy
+    at_exit "$sudo rm -f $policy"
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  [ "$created" = 1 ] && $sudo rm -f "$policy"
-  return 0
+  # Lock::Timeout: on a fresh machine apt's daily jobs may hold the lock for a while.
+  local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -qq)
+  $sudo "${apt[@]}" update
+  $sudo "${apt[@]}" install --no-install-recommends "${missing[@]}"
+  [ -z "$ours" ] || $sudo rm -f "$ours"
 }
 
 configure_and_build() {
@@ -56,9 +76,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_redis() {
   REDIS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sagaflow-redis.XXXXXX")
-  trap stop_redis EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  at_exit stop_redis
   local attempt port i
   for attempt in $(seq 1 20); do
     port=$((30000 + RANDOM % 30000))

@@ -7,4 +7,11 @@ configure_and_build
 start_redis
 [ "$SANITIZE" = thread ] && export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan.supp ${TSAN_OPTIONS:-}"
 log "running the test suite"
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@"
+# ctest carries on after Ctrl-C (it only counts the interrupted tests as failed). So it runs in a
+# process group of its own: Ctrl-C reaches this script, whose exit stops that whole group.
+set -m
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$(nproc)" "$@" &
+suite=$!
+set +m
+at_exit "kill -TERM -- -$suite 2>/dev/null"
+wait "$suite"

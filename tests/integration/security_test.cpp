@@ -94,15 +94,17 @@ bool make_certificates(const std::filesystem::path& dir) {
   return std::system((script + " >/dev/null 2>&1").c_str()) == 0;
 }
 
+// Asked for a TLS port without a certificate, a redis-server that has TLS refuses to start for
+// want of tls-cert-file; one built without TLS rejects the option itself ("Bad directive") or
+// lacks the TLS connection type, and never mentions the certificate.
 bool redis_has_tls() {
-  return std::system("redis-server --tls-port 0 --port 0 --test-memory 0 >/dev/null 2>&1; "
-                     "ldd \"$(command -v redis-server)\" 2>/dev/null | grep -q libssl") == 0;
+  return std::system("timeout 10 redis-server --port 0 --tls-port 1 2>&1 | grep -q tls-cert-file") == 0;
 }
 
 }  // namespace
 
 TEST(tls, connects_with_a_verified_certificate_and_refuses_an_unknown_ca) {
-  if (!redis_has_tls()) GTEST_SKIP() << "this redis-server was built without TLS (no libssl linked)";
+  if (!redis_has_tls()) GTEST_SKIP() << "this redis-server has no TLS (its --tls-port does not ask for a certificate)";
   auto certs = std::filesystem::temp_directory_path() / ("sagaflow-tls-" + std::to_string(::getpid()));
   std::filesystem::create_directories(certs);
   ASSERT_TRUE(make_certificates(certs)) << "openssl could not make test certificates";

@@ -1,4 +1,5 @@
-# Installs the built tree into a temporary prefix and builds tests/package against it.
+# package.install: installs the built tree into a temporary prefix and configures tests/package
+# against it with the compiler of the build under test; the package.* tests build its targets.
 file(REMOVE_RECURSE ${WORK_DIR})
 function(step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
@@ -9,7 +10,5 @@ endfunction()
 step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package -B ${WORK_DIR}/build -G ${GENERATOR}
      -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_BUILD_TYPE=Release
-     # A sanitized build of sagaflow needs a consumer compiled and linked the same way.
-     "-DCMAKE_CXX_FLAGS=${SANITIZER_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${SANITIZER_FLAGS}")
-step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-step(${WORK_DIR}/build/consumer)
+     -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER} -DSAGAFLOW_README=${SOURCE_DIR}/README.md
+     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" "-DCMAKE_EXE_LINKER_FLAGS=${LINK_FLAGS}")
