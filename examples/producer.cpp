@@ -8,54 +8,99 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 
 namespace asio = boost::asio;
 namespace tasks = sagaflow::tasks;
 using sagaflow::awaitable;
+
+namespace {
+
+constexpr const char* usage_text =
+    "usage: sagaflow-producer [--redis URL] [--queue NAME] [--name TASK] [--count N]\n"
+    "                         [--priority critical|high|normal|low] [--payload JSON] [--delay-ms N]\n";
+
+constexpr const char* help_text =
+    "Enqueues N tasks of one name on a queue (in pipelines of 1000) and says how long it took.\n"
+    "\n"
+    "  --redis URL        Redis to use (default: $SAGAFLOW_REDIS_URL, else redis://127.0.0.1:6379)\n"
+    "  --queue NAME       queue to enqueue on (default: default)\n"
+    "  --name TASK        task name, i.e. which handler runs it (default: log)\n"
+    "  --count N          how many tasks, N >= 1 (default: 1)\n"
+    "  --priority P       critical, high, normal or low (default: normal)\n"
+    "  --payload JSON     the payload of every task (default: {\"hello\":\"world\"})\n"
+    "  --delay-ms N       run no earlier than N ms from now, N >= 0 (default: 0)\n"
+    "  -h, --help         print this help and exit\n"
+    "\n"
+    "Exit status: 0 enqueued, 1 Redis failed, 2 bad arguments.\n";
+
+// Bad arguments: say what is wrong, show the usage, exit 2 (the convention for usage errors).
+[[noreturn]] void usage_error(const std::string& why) {
+  std::cerr << "sagaflow-producer: " << why << "\n" << usage_text << "Try 'sagaflow-producer --help'.\n";
+  std::exit(2);
+}
+
+// The whole text must be a decimal integer within [min, max]: "10x", "", " 5" and overflow are
+// refused (std::atol would read them as 10, 0, 5 and garbage).
+long number(const std::string& flag, const std::string& text, long min, long max = std::numeric_limits<long>::max()) {
+  long v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < min || v > max)
+    usage_error(flag + " needs a whole number " + (min > 0 ? "of at least " : "not below ") + std::to_string(min) +
+                ", not '" + text + "'");
+  return v;
+}
+
+tasks::priority parse_priority(const std::string& text) {
+  if (text == "critical") return tasks::priority::critical;
+  if (text == "high") return tasks::priority::high;
+  if (text == "normal") return tasks::priority::normal;
+  if (text == "low") return tasks::priority::low;
+  usage_error("--priority must be critical, high, normal or low, not '" + text + "'");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string url = std::getenv("SAGAFLOW_REDIS_URL") ? std::getenv("SAGAFLOW_REDIS_URL") : "";
   std::string queue = "default", name = "log", payload_text = "{\"hello\":\"world\"}";
   long count = 1, delay_ms = 0;
   tasks::priority prio = tasks::priority::normal;
-  for (int i = 1; i + 1 < argc + 1; ++i) {
+  for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (i + 1 >= argc) {
-      std::cerr << "sagaflow-producer: " << flag << " needs a value\n";
-      return 2;
+    if (flag == "--help" || flag == "-h") {
+      std::cout << usage_text << "\n" << help_text;
+      return 0;
     }
-    std::string value = argv[++i];
-    if (flag == "--redis") url = value;
-    else if (flag == "--queue") queue = value;
-    else if (flag == "--name") name = value;
-    else if (flag == "--count") count = std::atol(value.c_str());
-    else if (flag == "--payload") payload_text = value;
-    else if (flag == "--delay-ms") delay_ms = std::atol(value.c_str());
-    else if (flag == "--priority") {
-      if (value == "critical") prio = tasks::priority::critical;
-      else if (value == "high") prio = tasks::priority::high;
-      else if (value == "normal") prio = tasks::priority::normal;
-      else if (value == "low") prio = tasks::priority::low;
-      else {
-        std::cerr << "sagaflow-producer: unknown priority " << value << "\n";
-        return 2;
-      }
-    } else {
-      std::cerr << "sagaflow-producer: unknown flag " << flag << "\n";
-      return 2;
-    }
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage_error(flag + " needs a value");
+      return argv[++i];
+    };
+    if (flag == "--redis") url = value();
+    else if (flag == "--queue") queue = value();
+    else if (flag == "--name") name = value();
+    else if (flag == "--count") count = number(flag, value(), 1);
+    else if (flag == "--payload") payload_text = value();
+    else if (flag == "--delay-ms") delay_ms = number(flag, value(), 0);
+    else if (flag == "--priority") prio = parse_priority(value());
+    else usage_error("unknown flag '" + flag + "'");
   }
-  if (count <= 0 || delay_ms < 0) {
-    std::cerr << "sagaflow-producer: --count must be positive and --delay-ms not negative\n";
-    return 2;
+  // Everything that can be checked without Redis is checked here, so that a typo exits 2.
+  boost::system::error_code ec;
+  auto payload = boost::json::parse(payload_text, ec);
+  if (ec) usage_error("--payload is not JSON: " + ec.message());
+  if (name.empty()) usage_error("--name must not be empty");
+  sagaflow::redis::config cfg;
+  try {
+    tasks::validate_queue_name(queue);
+    if (!url.empty()) cfg = sagaflow::redis::config::from_url(url);
+  } catch (const std::invalid_argument& e) {
+    usage_error(e.what());
   }
   try {
-    boost::system::error_code ec;
-    auto payload = boost::json::parse(payload_text, ec);
-    if (ec) throw std::invalid_argument("--payload is not JSON: " + ec.message());
-    auto cfg = url.empty() ? sagaflow::redis::config{} : sagaflow::redis::config::from_url(url);
     sagaflow::runtime rt({.threads = 1});
     rt.start();
     auto conn = sagaflow::redis::connection::create(rt.executor(), cfg);
