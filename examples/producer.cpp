@@ -1,6 +1,7 @@
 // A producer to copy: enqueues tasks in bulk and says how long it took.
 //   sagaflow-producer [--redis URL] [--queue NAME] [--name TASK] [--count N] [--priority critical|high|normal|low]
 //                     [--payload JSON] [--delay-ms N]
+#include <sagaflow/engine/log.hpp>
 #include <sagaflow/engine/runtime.hpp>
 #include <sagaflow/tasks/client.hpp>
 
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
     std::cout << "enqueued " << enqueued << " '" << name << "' task(s) on queue " << queue << " in " << secs << " s\n";
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "sagaflow-producer: " << e.what() << "\n";
+    std::cerr << "sagaflow-producer: " << sagaflow::log::error_text(e) << "\n";  // without Boost's source location
     return 1;
   }
 }

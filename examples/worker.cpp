@@ -5,6 +5,7 @@
 //                   [--grace-ms N] [--weighted]
 // Built-in tasks, to try it out: "log" (prints its payload), "sleep" (payload: milliseconds),
 // "record" (see help_text), "fail" (always fails: ends in the dead letters).
+#include <sagaflow/engine/log.hpp>
 #include <sagaflow/engine/runtime.hpp>
 #include <sagaflow/engine/stop.hpp>
 #include <sagaflow/tasks/worker.hpp>
@@ -168,13 +169,13 @@ int main(int argc, char** argv) {
     co_return;
   });
 
+  sagaflow::stop_source stop;
   try {
     auto ex = rt->executor();
     rt->start();
     // Signals first: a SIGTERM that arrives while Redis is still being reached (or not
     // answering) must stop the worker cleanly, not kill it. One thread: this coroutine has
     // installed the handlers before the one below starts connecting.
-    sagaflow::stop_source stop;
     asio::co_spawn(ex, sagaflow::stop_on_signals(stop, {SIGINT, SIGTERM}), asio::detached);
     asio::co_spawn(ex, [&]() -> awaitable<void> {
       // The program's own connection must not hold up a stop either.
@@ -185,7 +186,9 @@ int main(int argc, char** argv) {
     results->close();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "sagaflow-worker: " << e.what() << "\n";
+    std::cerr << "sagaflow-worker: " << sagaflow::log::error_text(e) << "\n";  // without Boost's source location
+    results->close();
+    stop.request_stop();  // ends the wait for signals, which would keep the runtime from stopping
     return 1;
   }
 }

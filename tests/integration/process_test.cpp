@@ -437,6 +437,17 @@ TEST(process_cli_test, bad_flags_exit_2_with_the_reason_and_the_usage) {
   }
 }
 
+TEST(process_cli_test, an_unreachable_redis_exits_1_with_a_plain_reason) {
+  for (const std::string& bin : {std::string(SAGAFLOW_WORKER_BIN), producer_bin()}) {
+    if (!std::filesystem::exists(bin)) GTEST_SKIP() << bin << " is not built";
+    SCOPED_TRACE(bin);
+    auto r = run_program({bin, "--redis", closed_port_url});
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_NE(r.err.find("Connection refused"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("[system:"), std::string::npos) << "Boost's source location belongs to debug logs:\n" << r.err;
+  }
+}
+
 // --- stopping -------------------------------------------------------------------------------------
 
 // Nothing answers: the worker is stuck in its first connection (the program's own, for "record")
