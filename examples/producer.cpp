@@ -95,22 +95,29 @@ int main(int argc, char** argv) {
   if (ec) usage_error("--payload is not JSON: " + ec.message());
   if (name.empty()) usage_error("--name must not be empty");
   sagaflow::redis::config cfg;
+  sagaflow::runtime rt({.threads = 1});
+  std::shared_ptr<sagaflow::redis::connection> conn;
   try {
     tasks::validate_queue_name(queue);
     if (!url.empty()) cfg = sagaflow::redis::config::from_url(url);
+    conn = sagaflow::redis::connection::create(rt.executor(), cfg);  // checks TLS files
   } catch (const std::invalid_argument& e) {
-    usage_error(e.what());
+    usage_error(sagaflow::log::error_text(e));
   }
-  try {
-    sagaflow::runtime rt({.threads = 1});
-    rt.start();
-    auto conn = sagaflow::redis::connection::create(rt.executor(), cfg);
-    auto started = std::chrono::steady_clock::now();
-    auto enqueued = asio::co_spawn(conn->get_executor(), [&]() -> awaitable<std::size_t> {
+  rt.start();
+  auto started = std::chrono::steady_clock::now();
+  // A failure comes back as text, caught on the runtime's thread: an exception handed over
+  // through the future would be shared by two threads under a reference count inside libstdc++,
+  // which TSan cannot see (it reports a race on the message).
+  std::string failure;
+  // On the runtime's executor, not the connection's strand: a strand inside any_io_executor is a
+  // shared target whose last copy may die on either thread, a count TSan cannot follow.
+  auto enqueued = asio::co_spawn(rt.executor(), [&]() -> awaitable<std::size_t> {
+    std::size_t done = 0;
+    try {
       co_await conn->connect();
       tasks::client client(conn);
       tasks::enqueue_options options{.queue = queue, .priority = prio, .delay = std::chrono::milliseconds(delay_ms)};
-      std::size_t done = 0;
       if (delay_ms > 0) {
         for (long i = 0; i < count; ++i, ++done) co_await client.enqueue(name, payload, options);
       } else {
@@ -121,14 +128,17 @@ int main(int argc, char** argv) {
           done += (co_await client.enqueue_bulk(std::move(batch))).size();
         }
       }
-      conn->close();
-      co_return done;
-    }(), asio::use_future).get();
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::cout << "enqueued " << enqueued << " '" << name << "' task(s) on queue " << queue << " in " << secs << " s\n";
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "sagaflow-producer: " << sagaflow::log::error_text(e) << "\n";  // without Boost's source location
+    } catch (const std::exception& e) {
+      failure = sagaflow::log::error_text(e);  // without Boost's source location
+    }
+    conn->close();
+    co_return done;
+  }(), asio::use_future).get();
+  if (!failure.empty()) {
+    std::cerr << "sagaflow-producer: " << failure << " (" << enqueued << " task(s) enqueued before)\n";
     return 1;
   }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "enqueued " << enqueued << " '" << name << "' task(s) on queue " << queue << " in " << secs << " s\n";
+  return 0;
 }

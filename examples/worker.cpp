@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
     worker.emplace(rt->executor(), cfg, options);
     results = sagaflow::redis::connection::create(rt->executor(), cfg);
   } catch (const std::invalid_argument& e) {
-    usage_error(e.what());
+    usage_error(sagaflow::log::error_text(e));
   }
 
   worker->handle("log", [](tasks::task_context& ctx) -> awaitable<void> {
@@ -169,26 +169,29 @@ int main(int argc, char** argv) {
     co_return;
   });
 
+  auto ex = rt->executor();
+  rt->start();
+  // Signals first: a SIGTERM that arrives while Redis is still being reached (or not answering)
+  // must stop the worker cleanly, not kill it. One thread: this coroutine has installed the
+  // handlers before the one below starts connecting.
   sagaflow::stop_source stop;
-  try {
-    auto ex = rt->executor();
-    rt->start();
-    // Signals first: a SIGTERM that arrives while Redis is still being reached (or not
-    // answering) must stop the worker cleanly, not kill it. One thread: this coroutine has
-    // installed the handlers before the one below starts connecting.
-    asio::co_spawn(ex, sagaflow::stop_on_signals(stop, {SIGINT, SIGTERM}), asio::detached);
-    asio::co_spawn(ex, [&]() -> awaitable<void> {
+  asio::co_spawn(ex, sagaflow::stop_on_signals(stop, {SIGINT, SIGTERM}), asio::detached);
+  // A failure comes back as text, caught on the runtime's thread: an exception handed over
+  // through the future would be shared by two threads under a reference count inside libstdc++,
+  // which TSan cannot see (it reports a race on the message).
+  std::string failure;
+  asio::co_spawn(ex, [&]() -> awaitable<void> {
+    try {
       // The program's own connection must not hold up a stop either.
       bool connected = co_await sagaflow::until_stopped(results->connect(), stop);
-      if (!connected) co_return;
-      co_await worker->run(stop);
-    }(), asio::use_future).get();
-    results->close();
-    return 0;
-  } catch (const std::exception& e) {
-    std::cerr << "sagaflow-worker: " << sagaflow::log::error_text(e) << "\n";  // without Boost's source location
-    results->close();
-    stop.request_stop();  // ends the wait for signals, which would keep the runtime from stopping
-    return 1;
-  }
+      if (connected) co_await worker->run(stop);
+    } catch (const std::exception& e) {
+      failure = sagaflow::log::error_text(e);  // without Boost's source location
+    }
+  }(), asio::use_future).get();
+  results->close();
+  if (failure.empty()) return 0;
+  std::cerr << "sagaflow-worker: " << failure << "\n";
+  stop.request_stop();  // ends the wait for signals, which would keep the runtime from stopping
+  return 1;
 }

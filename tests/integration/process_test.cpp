@@ -81,14 +81,14 @@ class child_process {
   int wait(std::chrono::seconds limit = 60s) {
     auto end = clock_type::now() + limit;
     int status = 0;
-    while (clock_type::now() < end) {
+    for (;;) {  // checked at least once: wait(0s) polls
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       }
+      if (clock_type::now() >= end) return -1;
       std::this_thread::sleep_for(2ms);
     }
-    return -1;
   }
 
  private:
@@ -131,31 +131,37 @@ struct program_result {
   std::string out, err;
 };
 
-// Runs a program to its end with stdout and stderr captured (both are small here: a pipe holds
-// 64 KiB, so the child never blocks on them before the test reads).
-program_result run_program(std::vector<std::string> args) {
+// Runs a program to its end with stdout and stderr captured. The pipes are read while it runs:
+// a child writing more than a pipe holds (a sanitizer report) would otherwise block for good.
+program_result run_program(std::vector<std::string> args, std::chrono::seconds limit = 60s) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   program_result r;
-  {
-    child_process child(std::move(args), out[1], err[1]);
-    ::close(out[1]);
-    ::close(err[1]);
-    r.status = child.wait(30s);
-  }
-  auto drain = [](int fd) {
-    std::string text;
-    char buf[4096];
-    for (;;) {
-      auto n = ::read(fd, buf, sizeof buf);
-      if (n <= 0) break;
-      text.append(buf, static_cast<std::size_t>(n));
+  child_process child(std::move(args), out[1], err[1]);
+  ::close(out[1]);
+  ::close(err[1]);
+  auto end = clock_type::now() + limit;
+  pollfd fds[] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  std::string* texts[] = {&r.out, &r.err};
+  int open_pipes = 2;
+  while (open_pipes > 0 && clock_type::now() < end) {  // until both are closed: the child exited
+    if (::poll(fds, 2, 100) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !fds[i].revents) continue;
+      char buf[4096];
+      auto n = ::read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) {
+        texts[i]->append(buf, static_cast<std::size_t>(n));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;  // poll ignores it
+        --open_pipes;
+      }
     }
-    ::close(fd);
-    return text;
-  };
-  r.out = drain(out[0]);
-  r.err = drain(err[0]);
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) ::close(f.fd);
+  r.status = child.wait(std::chrono::duration_cast<std::chrono::seconds>(std::max(end - clock_type::now(), clock_type::duration(1s))));
   return r;
 }
 
