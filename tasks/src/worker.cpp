@@ -38,8 +38,6 @@ std::int64_t now_ms() {
   return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string error_text(const std::exception& e) { return e.what(); }
-
 std::string default_consumer() {
   char host[256] = "host";
   ::gethostname(host, sizeof host - 1);
@@ -142,9 +140,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
         count_unhandled_exception();
-        log::error("worker", name, " ended with an error: ", ex.what());
+        log::error("worker", name, " ended with an error: ", log::error_text(ex));
       }
     });
+  }
+
+  // Handler slots neither running nor promised to a fetched task.
+  static std::size_t free_slots(const queue_state& q) {
+    auto used = q.running + q.buffered();
+    return q.slots > used ? q.slots - used : 0;
   }
 
   // --- fetching and scheduling ------------------------------------------------------------
@@ -200,7 +204,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            log::error("worker", "settling a task failed: ", ex.what());
+            log::error("worker", "settling a task failed: ", log::error_text(ex));
           }
         }
         --q.running;
@@ -215,7 +219,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   awaitable<void> fetch_loop(queue_state& q) {
     std::string_view group = consumer_group;
     while (!stop.stop_requested()) {
-      std::size_t free = q.slots > q.running + q.buffered() ? q.slots - q.running - q.buffered() : 0;
+      std::size_t free = free_slots(q);
       if (free == 0) {
         co_await wait_on(*q.slot_freed);
         continue;
@@ -241,7 +245,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         continue;
       } catch (const std::exception& e) {
         if (stop.stop_requested()) break;
-        log::warn("worker", "fetch from queue ", q.config.name, " failed: ", e.what(), "; retrying");
+        log::warn("worker", "fetch from queue ", q.config.name, " failed: ", log::error_text(e), "; retrying");
       }
       co_await stop.sleep_for(milliseconds(500));  // only reached after a failure
     }
@@ -296,7 +300,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       error = e.what();
     } catch (const boost::system::system_error& e) {
       error = e.code() == asio::error::timed_out ? "timed out after " + std::to_string(task.timeout.count()) + " ms"
-                                                  : error_text(e);
+                                                  : log::error_text(e);
       if (error.empty()) error = "system error";
     } catch (const std::exception& e) {
       error = e.what();
@@ -420,11 +424,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         delay = settle_backoff.delay(attempt, random, delay);
         if (is_closed(e) || steady_clock::now() + delay >= give_up) {
           ++stats.failed_to_settle;
-          log::error("worker", what, " failed: ", error_text(e), "; it stays pending and is recovered after the lease");
+          log::error("worker", what, " failed: ", log::error_text(e), "; it stays pending and is recovered after the lease");
           break;
         }
         ++stats.settle_retries;
-        if (attempt == 1) log::warn("worker", what, " failed: ", error_text(e), "; retrying");
+        if (attempt == 1) log::warn("worker", what, " failed: ", log::error_text(e), "; retrying");
       }
       co_await sleep_for(delay);
     }
@@ -484,7 +488,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           if (r.is_error() && failure.empty()) failure = r.text;
       } catch (const std::exception& e) {
         closed = is_closed(e);
-        failure = error_text(e);
+        failure = log::error_text(e);
         if (failure.empty()) failure = "unknown error";
       }
       if (failure.empty()) {
@@ -545,7 +549,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           planned = std::min(planned, steady_clock::now() + in);
         }
       } catch (const std::exception& e) {
-        log::warn("worker", "promoter of queue ", q.config.name, ": ", e.what());
+        log::warn("worker", "promoter of queue ", q.config.name, ": ", log::error_text(e));
       }
       q.promoter_next = planned;
       while (!stop.stop_requested() && steady_clock::now() < q.promoter_next) co_await wait_on(*q.promoter_wake, q.promoter_next);
@@ -569,7 +573,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             co_await redis::evalsha(*commands, scripts::renew(), keys, args);
           } catch (const std::exception& e) {
-            log::warn("worker", "renewing leases: ", e.what());
+            log::warn("worker", "renewing leases: ", log::error_text(e));
           }
         }
     }
@@ -582,7 +586,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             co_await recover(*q, p);
           } catch (const std::exception& e) {
-            log::warn("worker", "recovering ", q->keys.streams[p], ": ", e.what());
+            log::warn("worker", "recovering ", q->keys.streams[p], ": ", log::error_text(e));
           }
         }
       co_await wait_on(recover_timer, steady_clock::now() + options.recover_interval);
@@ -595,10 +599,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     const std::string& stream = q.keys.streams[p];
     auto stale = co_await redis::xpending(*commands, stream, consumer_group,
                                           redis::pending_range{.count = 100, .min_idle = options.lease});
+    // Take over no more than this worker can start now: a recovered task waiting in the local
+    // buffer would hold back a more urgent task that the fetcher cannot read while the buffer
+    // fills the free slots. What is left is taken on a later pass, here or by another worker.
+    std::size_t can_start = free_slots(q);
     std::vector<std::string> take, poison;
     for (auto& e : stale) {
       if (q.owned[p].contains(e.id)) continue;
-      (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget) ? poison : take).push_back(e.id);
+      if (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget))
+        poison.push_back(e.id);
+      else if (take.size() < can_start)
+        take.push_back(e.id);
     }
     if (!take.empty()) {
       auto claimed = co_await redis::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, take);
@@ -712,7 +723,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           q->buffer[p].clear();
           for (auto& id : ids) q->owned[p].erase(id);
         } catch (const std::exception& e) {
-          log::warn("worker", "could not hand back unstarted tasks (they return after the lease): ", e.what());
+          log::warn("worker", "could not hand back unstarted tasks (they return after the lease): ", log::error_text(e));
         }
       }
   }
