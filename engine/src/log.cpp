@@ -2,6 +2,8 @@
 // concurrent threads never interleave.
 #include <sagaflow/engine/log.hpp>
 
+#include <boost/system/system_error.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -76,6 +78,37 @@ void write(level lvl, std::string_view component, std::string_view text) {
   }
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+std::string error_text(const std::exception& e) {
+  std::string text = e.what();
+  if (enabled(level::debug)) return text;
+  const auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+  if (se == nullptr) return text;
+  // what() is "[prefix: ]" + code().what(), and code().what() is message() + " [...]": put the
+  // message back in place of the whole of code().what(). Messages built some other way (a class
+  // that overrides what()) are left as they are.
+  const auto code = se->code();
+  const std::string full = code.what();
+  if (text.size() < full.size() || text.compare(text.size() - full.size(), full.size(), full) != 0) return text;
+  text.resize(text.size() - full.size());
+  text += code.message();
+  return text;
+}
+
+std::string error_text(const std::exception_ptr& e) {
+  if (!e) return "no error";
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return error_text(ex);
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+std::string error_text(const boost::system::error_code& ec) {
+  return enabled(level::debug) ? ec.what() : ec.message();
 }
 
 }  // namespace sagaflow::log

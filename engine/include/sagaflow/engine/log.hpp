@@ -2,7 +2,11 @@
 // The level comes from SAGAFLOW_LOG (error, warn, info, debug; default info).
 #pragma once
 
+#include <boost/system/error_code.hpp>
+
+#include <exception>
 #include <sstream>
+#include <string>
 #include <string_view>
 
 namespace sagaflow::log {
@@ -25,5 +29,14 @@ template <typename... Args> void error(std::string_view c, const Args&... a) { e
 template <typename... Args> void warn(std::string_view c, const Args&... a) { emit(level::warn, c, a...); }
 template <typename... Args> void info(std::string_view c, const Args&... a) { emit(level::info, c, a...); }
 template <typename... Args> void debug(std::string_view c, const Args&... a) { emit(level::debug, c, a...); }
+
+// The text of an error for a log line or a message built on it, without the suffix Boost 1.81
+// appends to boost::system::system_error::what() (" [system:111 at file:line:col in function
+// '...']"): "connecting to 127.0.0.1:6379: Connection refused". At debug level (SAGAFLOW_LOG=debug)
+// the suffix is kept, so that the source location is there when someone looks for it. Any other
+// exception gives its what() unchanged.
+std::string error_text(const std::exception& e);
+std::string error_text(const std::exception_ptr& e);  // "unknown exception" for a non-standard one
+std::string error_text(const boost::system::error_code& ec);  // message(), suffix at debug level
 
 }  // namespace sagaflow::log
