@@ -6,6 +6,7 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -13,7 +14,9 @@
 #include <boost/asio/write.hpp>
 
 #include <deque>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 
 namespace sagaflow::redis {
 
@@ -33,9 +36,35 @@ struct link {
 
   tcp::socket& socket() { return secure ? secure->next_layer() : *plain; }
   void close() {
+    if (!plain && !secure) return;
     error_code ignored;
     socket().shutdown(tcp::socket::shutdown_both, ignored);
     socket().close(ignored);
+  }
+};
+
+// Links of a connection whose execution context is shutting down. Destroyed by the scheduler's
+// own shutdown (the last service to shut down), after the reactor's shutdown has taken back
+// every operation, so no buffer of theirs is freed under the kernel. Their sockets are destroyed
+// then even if a coroutine frame still holds the link: such a frame may be destroyed later.
+// The io_context under an executor (through strands), or null.
+asio::io_context* io_context_of(const asio::any_io_executor& ex) {
+  if (auto* io = ex.target<asio::io_context::executor_type>()) return &io->context();
+  if (auto* s = ex.target<asio::strand<asio::any_io_executor>>()) return io_context_of(s->get_inner_executor());
+  if (auto* s = ex.target<asio::strand<asio::io_context::executor_type>>()) return &s->get_inner_executor().context();
+  return nullptr;
+}
+
+struct link_graveyard {
+  std::vector<std::shared_ptr<link>> links;
+  link_graveyard() = default;
+  link_graveyard(link_graveyard&&) = default;
+  link_graveyard& operator=(link_graveyard&&) = default;
+  ~link_graveyard() {
+    for (auto& l : links) {
+      l->secure.reset();
+      l->plain.reset();
+    }
   }
 };
 
@@ -57,6 +86,7 @@ struct connection::impl {
   connection& owner;
   std::optional<asio::ssl::context> tls_context;
   std::shared_ptr<link> current;
+  std::shared_ptr<link> opening;  // the link open() is building, for release()
   resp::parser parser;
   std::vector<char> read_buffer = std::vector<char>(2 * read_chunk);
   std::size_t read_begin = 0, read_end = 0;
@@ -66,12 +96,18 @@ struct connection::impl {
   bool writing = false;
   bool is_connected = false;
   bool closed = false;
-  asio::steady_timer watchdog;
+  // Optional so that release() can destroy them while the context's services still exist.
+  std::optional<asio::steady_timer> watchdog;
   bool watchdog_armed = false;
   steady_clock::time_point watchdog_expiry;
-  asio::steady_timer reconnect_timer;
+  std::optional<asio::steady_timer> reconnect_timer;
 
-  explicit impl(connection& c) : owner(c), watchdog(c.strand_), reconnect_timer(c.strand_) {}
+  explicit impl(connection& c) : owner(c) {
+    watchdog.emplace(*c.strand_);
+    reconnect_timer.emplace(*c.strand_);
+  }
+
+  asio::strand<asio::any_io_executor>& strand() { return *owner.strand_; }
 
   // --- completion -------------------------------------------------------------------------
   static void complete(pending& p, error_code ec) {
@@ -133,7 +169,7 @@ struct connection::impl {
     }
     writing = true;
     auto on_written = asio::bind_executor(
-        owner.strand_, [self = owner.shared_from_this(), l = current, gen = generation](error_code ec, std::size_t) {
+        strand(), [self = owner.shared_from_this(), l = current, gen = generation](error_code ec, std::size_t) {
           auto& me = *self->impl_;
           me.writing = false;
           if (gen != me.generation) {  // written to a connection that has since been replaced
@@ -168,8 +204,8 @@ struct connection::impl {
     if (watchdog_armed && watchdog_expiry <= deadline) return;
     watchdog_armed = true;
     watchdog_expiry = deadline;
-    watchdog.expires_at(deadline);
-    watchdog.async_wait([self = owner.shared_from_this()](error_code ec) {
+    watchdog->expires_at(deadline);
+    watchdog->async_wait([self = owner.shared_from_this()](error_code ec) {
       if (ec == asio::error::operation_aborted) return;  // re-armed earlier, or closed
       self->impl_->on_watchdog();
     });
@@ -292,10 +328,11 @@ struct connection::impl {
   awaitable<void> open() {
     const auto& cfg = owner.cfg_;
     auto l = std::make_shared<link>();
+    opening = l;
     if (cfg.tls)
-      l->secure.emplace(owner.strand_, *tls_context);
+      l->secure.emplace(strand(), *tls_context);
     else
-      l->plain.emplace(owner.strand_);
+      l->plain.emplace(strand());
     parser.reset();
     read_begin = read_end = 0;
 
@@ -305,7 +342,7 @@ struct connection::impl {
       if (!ec) {
         co_await l->socket().async_connect(tcp::endpoint(address, cfg.port), asio::use_awaitable);
       } else {
-        tcp::resolver resolver(owner.strand_);
+        tcp::resolver resolver(strand());
         auto endpoints = co_await resolver.async_resolve(cfg.host, std::to_string(cfg.port), asio::use_awaitable);
         co_await asio::async_connect(l->socket(), endpoints, asio::use_awaitable);
       }
@@ -329,6 +366,7 @@ struct connection::impl {
       co_await with_timeout(steps(), cfg.connect_timeout);
     } catch (const system_error& e) {
       l->close();
+      opening.reset();
       if (e.code() == asio::error::timed_out)
         throw system_error(error::timeout, "connecting to " + cfg.describe() + " took longer than " +
                                                std::to_string(cfg.connect_timeout.count()) + " ms");
@@ -337,6 +375,7 @@ struct connection::impl {
         throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
       throw system_error(e.code(), "connecting to " + cfg.describe());
     }
+    opening.reset();
     current = std::move(l);
     ++generation;
     is_connected = true;
@@ -386,9 +425,9 @@ struct connection::impl {
       std::chrono::milliseconds delay{0};
       for (std::uint32_t attempt = 1; !closed; ++attempt) {
         delay = owner.cfg_.reconnect_backoff.delay(attempt, random, delay);
-        reconnect_timer.expires_after(delay);
+        reconnect_timer->expires_after(delay);
         error_code wait_ec;
-        co_await reconnect_timer.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+        co_await reconnect_timer->async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
         if (closed) break;
         try {
           co_await open();
@@ -407,7 +446,7 @@ struct connection::impl {
     if (closed) throw system_error(error::closed);
     if (is_connected) co_return;
     co_await open();
-    sagaflow::spawn(owner.strand_, run(), "redis connection " + owner.cfg_.describe());
+    sagaflow::spawn(strand(), run(), "redis connection " + owner.cfg_.describe());
   }
 
   void shut() {
@@ -416,17 +455,111 @@ struct connection::impl {
     is_connected = false;
     owner.connected_.store(false);
     if (current) current->close();
-    reconnect_timer.cancel();
-    watchdog.cancel();
+    reconnect_timer->cancel();
+    watchdog->cancel();
     watchdog_armed = false;
     fail_all(queued, error::closed);
     fail_all(in_flight, error::closed);
   }
+
+  // The execution context is shutting down (called by its connection_service, on the thread
+  // destroying it, with nothing of the context running). Closes the link and destroys the timers
+  // now, while the services they belong to exist. Coroutine frames and operations still holding
+  // the link are destroyed by Asio later in the same shutdown (after io_uring has returned every
+  // buffer). Pending requests are dropped, not completed: their callers' executors may be
+  // shutting down too, and dropping them breaks the cycle caller -> connection -> handler ->
+  // caller that would otherwise leak them.
+  void release() {
+    closed = true;
+    is_connected = false;
+    owner.connected_.store(false);
+    // Not closed here: closing a socket with an operation in flight leaves that operation with
+    // the io_uring reactor until the kernel confirms the cancellation, which a context that is
+    // shutting down never processes; the reactor then destroys it (and the coroutine frame
+    // waiting on it) only when it is itself deleted, after the timer service. Left open, the
+    // reactor's shutdown takes every operation back and destroys them in this shutdown step.
+    link_graveyard graveyard;
+    for (auto* l : {&current, &opening})
+      if (*l) graveyard.links.push_back(std::move(*l));
+    if (!graveyard.links.empty()) {
+      if (auto* io = io_context_of(strand().get_inner_executor()))
+        asio::post(*io, [g = std::move(graveyard)] {});  // never runs: destroyed by the shutdown
+      // On another kind of executor the sockets go now (closed, their operations cancelled).
+    }
+    watchdog_armed = false;
+    watchdog.reset();
+    reconnect_timer.reset();
+    // Moved out first: destroying a handler may destroy its caller's frame right here.
+    auto dropped_queued = std::move(queued);
+    auto dropped_in_flight = std::move(in_flight);
+    queued.clear();
+    in_flight.clear();
+  }
 };
+
+// --- teardown -------------------------------------------------------------------------------
+// Asio destroys an execution context in two steps: every service is shut down (pending
+// operations and queued handlers are destroyed, and with them the coroutine frames waiting on
+// them), then every service is deleted, the scheduler last. A connection may outlive both steps:
+// the user holds it, or its pending requests hold their callers' frames which hold it. Its
+// sockets, timers and strand must not: their destructors call into the services. So each
+// context gets a connection_service, and its shutdown() makes every live connection on that
+// context release() them during the first step.
+struct connection::registry {
+  std::mutex mutex;
+  bool gone = false;  // the context has shut down: connections release themselves, not deregister
+  std::unordered_map<const connection*, std::weak_ptr<connection>> live;
+
+  void shutdown() {
+    std::vector<std::weak_ptr<connection>> all;
+    {
+      std::lock_guard lock(mutex);
+      gone = true;
+      all.reserve(live.size());
+      for (auto& entry : live) all.push_back(entry.second);
+      live.clear();
+    }
+    // Outside the lock: releasing one connection can destroy frames that destroy another.
+    for (auto& weak : all)
+      if (auto c = weak.lock()) c->release();
+  }
+};
+
+namespace {
+class connection_service final : public asio::execution_context::service {
+ public:
+  using key_type = connection_service;
+  static asio::execution_context::id id;
+
+  explicit connection_service(asio::execution_context& ctx)
+      : asio::execution_context::service(ctx), registry(std::make_shared<connection::registry>()) {}
+  void shutdown() override { registry->shutdown(); }
+
+  const std::shared_ptr<connection::registry> registry;
+};
+asio::execution_context::id connection_service::id;
+}  // namespace
+
+void connection::release() {
+  context_gone_.store(true, std::memory_order_release);
+  impl_->release();
+  strand_.reset();  // a strand's implementation unregisters from its service when destroyed
+}
+
+connection::executor_type connection::get_executor() const {
+  if (context_gone_.load(std::memory_order_acquire) || !strand_)
+    throw std::logic_error("sagaflow::redis::connection: its execution context was destroyed");
+  return *strand_;
+}
 
 std::shared_ptr<connection> connection::create(asio::any_io_executor ex, redis::config cfg) {
   cfg.reconnect_backoff.validate();
+  auto& ctx = asio::query(ex, asio::execution::context);
   auto c = std::shared_ptr<connection>(new connection(std::move(ex), std::move(cfg)));
+  c->registry_ = asio::use_service<connection_service>(ctx).registry;
+  std::lock_guard lock(c->registry_->mutex);
+  if (c->registry_->gone) throw std::logic_error("sagaflow::redis::connection: its execution context is shutting down");
+  c->registry_->live.emplace(c.get(), c);
   return c;
 }
 
@@ -449,26 +582,32 @@ connection::connection(asio::any_io_executor ex, redis::config cfg)
   }
 }
 
-connection::~connection() = default;
+connection::~connection() {
+  if (!registry_) return;
+  std::lock_guard lock(registry_->mutex);
+  if (!registry_->gone) registry_->live.erase(this);
+}
 
 awaitable<void> connection::connect() {
   // A member coroutine, not a lambda: GCC 12 destroys a closure temporary that appears in a
   // co_await expression twice (it would drop a reference to this connection).
-  co_await asio::co_spawn(strand_, impl_->first_connect(), asio::use_awaitable);
+  co_await asio::co_spawn(get_executor(), impl_->first_connect(), asio::use_awaitable);
 }
 
 void connection::close() {
-  asio::post(strand_, [self = shared_from_this()] { self->impl_->shut(); });
+  if (context_gone_.load(std::memory_order_acquire)) return;  // released already: nothing to close
+  asio::post(*strand_, [self = shared_from_this()] { self->impl_->shut(); });
 }
 
 void connection::submit(request req, exec_handler handler, std::uint64_t id) {
-  asio::post(strand_, [self = shared_from_this(), req = std::move(req), h = std::move(handler), id]() mutable {
+  asio::post(*strand_, [self = shared_from_this(), req = std::move(req), h = std::move(handler), id]() mutable {
     self->impl_->enqueue(std::move(req), std::move(h), id);
   });
 }
 
 void connection::abandon(std::uint64_t id) {
-  asio::post(strand_, [self = shared_from_this(), id] { self->impl_->abandon(id); });
+  if (context_gone_.load(std::memory_order_acquire)) return;
+  asio::post(*strand_, [self = shared_from_this(), id] { self->impl_->abandon(id); });
 }
 
 awaitable<response> connection::exec(request req) {
