@@ -2,6 +2,7 @@
 // replies, reconnect), a writer that coalesces queued requests into one write, and a watchdog
 // timer for request deadlines.
 #include <sagaflow/engine/log.hpp>
+#include <sagaflow/transport/commands.hpp>
 #include <sagaflow/transport/connection.hpp>
 
 #include <boost/asio/append.hpp>
@@ -13,6 +14,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -324,6 +326,45 @@ struct connection::impl {
   }
   int protocol_in_use = 2;
 
+  // A restarted server accepts connections while it loads its dataset and answers -LOADING to
+  // almost everything until it is done. As ioredis' ready check does, the link counts as
+  // connected (and queued requests are written) only once INFO says loading:0; meanwhile the
+  // requests wait within their own timeouts. Each INFO is bounded by connect_timeout, the wait
+  // as a whole only by close() (and by the caller of connect()). A server that refuses INFO
+  // (ACL, renamed command) cannot tell: it is taken as loaded.
+  awaitable<void> wait_until_loaded(link& l) {
+    const auto& cfg = owner.cfg_;
+    request info;
+    info.push("INFO", "persistence");
+    std::optional<steady_clock::time_point> since;
+    for (;;) {
+      auto replies = co_await with_timeout(roundtrip(l, info), cfg.connect_timeout);
+      if (!replies.front().is_string()) {
+        log::debug("redis", cfg.describe(), ": INFO refused (", replies.front().text, "); not checking for loading");
+        co_return;
+      }
+      auto state = parse_loading(replies.front().text);
+      if (!state.loading) {
+        if (since)
+          log::info("redis", cfg.describe(), ": dataset loaded after ",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - *since).count(), " ms");
+        co_return;
+      }
+      if (!since) {
+        since = steady_clock::now();
+        log::info("redis", cfg.describe(), ": server is loading its dataset (about ", state.eta.count(),
+                  " s left); requests wait until it is done");
+      }
+      // Polls often near the end, at most every second for a long load.
+      auto delay = std::clamp<std::chrono::milliseconds>(state.eta / 4, std::chrono::milliseconds(100),
+                                                         std::chrono::milliseconds(1000));
+      reconnect_timer->expires_after(delay);  // idle while a link is being opened; close() cancels it
+      error_code ec;
+      co_await reconnect_timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (closed) throw system_error(error::closed);
+    }
+  }
+
   // Opens a new link: TCP connect, TLS handshake, HELLO/AUTH/SELECT; all within connect_timeout.
   awaitable<void> open() {
     const auto& cfg = owner.cfg_;
@@ -374,6 +415,16 @@ struct connection::impl {
       if (&e.code().category() == &error_category())
         throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
       throw system_error(e.code(), "connecting to " + cfg.describe());
+    }
+    try {
+      co_await wait_until_loaded(*l);
+    } catch (const system_error& e) {
+      l->close();
+      opening.reset();
+      if (e.code() == asio::error::timed_out)
+        throw system_error(error::timeout, "connecting to " + cfg.describe() + ": INFO got no reply within " +
+                                               std::to_string(cfg.connect_timeout.count()) + " ms");
+      throw;
     }
     opening.reset();
     current = std::move(l);

@@ -2,7 +2,12 @@
 // soon as they arrive, many in flight, replies matched in order). The connection reconnects by
 // itself with jittered backoff; requests in flight when it drops fail with
 // error::connection_lost (they may have run), requests not yet written wait for the next
-// connection until their timeout.
+// connection until their timeout. After each connect the connection waits until the server has
+// loaded its dataset (INFO persistence, loading:0) before it writes requests: a restarted Redis
+// answers -LOADING meanwhile. A -LOADING reply that still arrives (the server started loading
+// while connected: DEBUG RELOAD, a replica's resync) is passed on as a server_error whose
+// transient() is true: the command did not run. It is not retried here, because a pipeline's
+// other commands may have run and MULTI/EXEC must stay one unit; the caller decides.
 //
 // Teardown in any order is safe: when the execution context is destroyed first, the connection
 // gives back its sockets, timers and strand while the context's services still exist (pending
