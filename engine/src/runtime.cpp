@@ -34,7 +34,7 @@ runtime::runtime(runtime_options options) {
   } catch (const std::system_error& e) {
     // An io_uring build on a kernel (or seccomp profile) that forbids io_uring fails here.
     throw std::runtime_error(std::string("sagaflow: cannot create the ") + std::string(backend()) +
-                             " reactor (" + e.what() +
+                             " reactor (" + log::error_text(e) +
                              "); rebuild with -DSAGAFLOW_IO_BACKEND=epoll on this machine");
   }
   for (auto& ctx : contexts_) guards_.push_back(boost::asio::make_work_guard(*ctx));
@@ -72,7 +72,7 @@ void runtime::start() {
           return;
         } catch (const std::exception& e) {
           // A handler that throws must not take the thread down with it: log and keep serving.
-          log::error("engine", "unhandled exception escaped a handler: ", e.what());
+          log::error("engine", "unhandled exception escaped a handler: ", log::error_text(e));
         }
       }
     });

@@ -208,6 +208,47 @@ TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
   }());
 }
 
+// Users read "Connection refused", not Boost's " [system:111 at .../io_uring_socket_connect_op.hpp:...
+// in function '...']" (kept at debug level only: see log_test).
+TEST(connection, errors_and_log_lines_carry_no_source_location) {
+  sagaflow::log::set_level(sagaflow::log::level::info);
+  run([]() -> awaitable<void> {
+    redis::config c;
+    c.port = sagaflow::testing::free_port();
+    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    try {
+      co_await conn->connect();
+      ADD_FAILURE() << "connect must fail";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(sagaflow::log::error_text(e), "connecting to redis://127.0.0.1:" + std::to_string(c.port) + ": Connection refused")
+          << e.what();
+    }
+    conn->close();
+  }());
+
+  redis_server server;
+  ::testing::internal::CaptureStderr();
+  run([&]() -> awaitable<void> {
+    auto c = server.config();
+    c.reconnect_backoff.base = std::chrono::milliseconds(10);
+    c.reconnect_backoff.cap = std::chrono::milliseconds(20);
+    auto conn = make(co_await asio::this_coro::executor, c);
+    co_await conn->connect();
+    server.kill();
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(300));  // the loss and a few reconnect attempts
+    conn->close();
+  }());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find(": connection lost: "), std::string::npos) << log;
+  EXPECT_NE(log.find("reconnect attempt 1 failed: connecting to redis://127.0.0.1:" + std::to_string(server.port()) +
+                     ": Connection refused\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("[system:"), std::string::npos) << log;
+  EXPECT_EQ(log.find("[asio."), std::string::npos) << log;
+  EXPECT_EQ(log.find(" in function '"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(resp, connection_test, ::testing::Values(2, 3),
                          [](const auto& info) { return "resp" + std::to_string(info.param); });
 

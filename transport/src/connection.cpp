@@ -49,6 +49,16 @@ struct link {
 // own shutdown (the last service to shut down), after the reactor's shutdown has taken back
 // every operation, so no buffer of theirs is freed under the kernel. Their sockets are destroyed
 // then even if a coroutine frame still holds the link: such a frame may be destroyed later.
+// What a system_error says before its code's own text: "HELLO: WRONGPASS ..." for
+// system_error(error::handshake_failed, "HELLO: WRONGPASS ..."), so that wrapping it again in a
+// system_error of the same code does not repeat the code's message.
+std::string context_of(const system_error& e) {
+  std::string text = e.what();
+  const std::string code_text = ": " + e.code().what();
+  if (text.ends_with(code_text)) text.resize(text.size() - code_text.size());
+  return text;
+}
+
 // The io_context under an executor (through strands), or null.
 asio::io_context* io_context_of(const asio::any_io_executor& ex) {
   if (auto* io = ex.target<asio::io_context::executor_type>()) return &io->context();
@@ -179,7 +189,7 @@ struct connection::impl {
             return;
           }
           if (ec) {
-            log::warn("redis", self->cfg_.describe(), ": write failed: ", ec.message());
+            log::warn("redis", self->cfg_.describe(), ": write failed: ", log::error_text(ec));
             l->close();  // the read loop sees the error and reconnects
             return;
           }
@@ -413,7 +423,7 @@ struct connection::impl {
                                                std::to_string(cfg.connect_timeout.count()) + " ms");
       // Our own errors carry the server's text (e.g. WRONGPASS); system errors say enough alone.
       if (&e.code().category() == &error_category())
-        throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + e.what());
+        throw system_error(e.code(), "connecting to " + cfg.describe() + ": " + context_of(e));
       throw system_error(e.code(), "connecting to " + cfg.describe());
     }
     try {
@@ -448,7 +458,7 @@ struct connection::impl {
         co_await read_some(*l);
       }
     } catch (const system_error& e) {
-      if (!closed) log::warn("redis", owner.cfg_.describe(), ": connection lost: ", e.what());
+      if (!closed) log::warn("redis", owner.cfg_.describe(), ": connection lost: ", log::error_text(e));
       co_return e.code();
     }
   }
@@ -486,7 +496,7 @@ struct connection::impl {
           log::info("redis", owner.cfg_.describe(), ": reconnected after ", attempt, " attempt(s)");
           break;
         } catch (const system_error& e) {
-          log::warn("redis", "reconnect attempt ", attempt, " failed: ", e.what());
+          log::warn("redis", "reconnect attempt ", attempt, " failed: ", log::error_text(e));
         }
       }
     }
@@ -628,7 +638,7 @@ connection::connection(asio::any_io_executor ex, redis::config cfg)
       if (!cfg_.tls_cert_file.empty()) ctx.use_certificate_chain_file(cfg_.tls_cert_file);
       if (!cfg_.tls_key_file.empty()) ctx.use_private_key_file(cfg_.tls_key_file, asio::ssl::context::pem);
     } catch (const system_error& e) {
-      throw std::invalid_argument("Redis TLS configuration: " + std::string(e.what()));
+      throw std::invalid_argument("Redis TLS configuration: " + log::error_text(e));
     }
   }
 }
