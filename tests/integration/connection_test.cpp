@@ -249,6 +249,45 @@ TEST(connection, errors_and_log_lines_carry_no_source_location) {
   EXPECT_EQ(log.find(" in function '"), std::string::npos) << log;
 }
 
+// A server without HELLO (older than Redis 6, or with HELLO renamed away as here; an ACL cannot
+// deny HELLO on Redis 7.0): asked for RESP3, the connection falls back to RESP2 (AUTH, CLIENT
+// SETNAME), on the first connect and on every reconnect.
+TEST(connection, without_hello_the_connection_falls_back_to_resp2) {
+  for (bool password : {false, true}) {
+    SCOPED_TRACE(password ? "with a password" : "without a password");
+    std::vector<std::string> extra{"--rename-command", "HELLO", ""};
+    if (password) extra.insert(extra.end(), {"--requirepass", "s3cret"});
+    redis_server server(extra);
+    run([&]() -> awaitable<void> {
+      auto c = server.config();
+      c.protocol = 3;
+      if (password) c.password = "s3cret";
+      auto conn = make(co_await asio::this_coro::executor, c);
+      co_await conn->connect();
+      EXPECT_EQ(conn->protocol(), 2);
+      // The server really has no HELLO.
+      try {
+        co_await conn->call("HELLO", "3");
+        ADD_FAILURE() << "HELLO must be unknown on this server";
+      } catch (const redis::server_error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown command"), std::string::npos) << e.what();
+      }
+      // RESP2 on the wire: CONFIG GET answers a flat array (a map under RESP3).
+      auto config = co_await conn->call("CONFIG", "GET", "maxmemory-policy");
+      EXPECT_EQ(config.type, redis::resp::type::array);
+      EXPECT_EQ((co_await conn->call("SET", "k", "v")).text, "OK");
+      // And again after a reconnect.
+      server.stop();
+      for (int i = 0; conn->connected() && i < 1000; ++i) co_await sagaflow::sleep_for(std::chrono::milliseconds(5));
+      server.start();
+      EXPECT_EQ((co_await conn->call("PING")).text, "PONG");
+      EXPECT_GE(conn->reconnects(), 1u);
+      EXPECT_EQ(conn->protocol(), 2);
+      conn->close();
+    }());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(resp, connection_test, ::testing::Values(2, 3),
                          [](const auto& info) { return "resp" + std::to_string(info.param); });
 
