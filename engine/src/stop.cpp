@@ -5,7 +5,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/signal_set.hpp>
 
-#include <cstdlib>
 #include <mutex>
 #include <unordered_set>
 
@@ -69,16 +68,13 @@ awaitable<void> stop_source::wait() const {
 
 awaitable<void> stop_on_signals(stop_source stop, std::vector<int> signals) {
   // By value: the coroutine starts later, after a braced list at the call site is gone.
-  auto set = std::make_shared<boost::asio::signal_set>(co_await boost::asio::this_coro::executor);
-  for (int s : signals) set->add(s);
-  int first = co_await set->async_wait(boost::asio::use_awaitable);
-  log::info("engine", "signal ", first, " received: stopping gracefully (send it again to exit at once)");
+  boost::asio::signal_set set(co_await boost::asio::this_coro::executor);
+  for (int s : signals) set.add(s);
+  auto first = co_await until_stopped(set.async_wait(boost::asio::use_awaitable), stop);
+  if (!first) co_return;  // stopped by someone else
+  log::info("engine", "signal ", *first, " received: stopping gracefully (send it again to exit at once)");
   stop.request_stop();
-  set->async_wait([set](boost::system::error_code ec, int second) {
-    if (ec) return;
-    log::warn("engine", "second signal ", second, ": exiting at once");
-    std::_Exit(128 + second);
-  });
+  // `set` is destroyed here, which gives the signals their default action back.
 }
 
 }  // namespace sagaflow

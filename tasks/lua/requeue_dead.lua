@@ -1,7 +1,8 @@
 -- Puts dead letters back into their priority stream with a fresh attempt count.
 -- KEYS[1] the dead-letter stream, KEYS[2..5] the streams p0..p3
 -- ARGV[1] a dead-letter entry id, or "" for all; ARGV[2] at most this many (for "")
--- Returns the number requeued. Entries that are not task envelopes stay where they are.
+-- Returns the number requeued. Entries that are not task envelopes stay where they are. A requeued
+-- task starts afresh: attempt 1, and no memory of having had no handler.
 local entries
 if ARGV[1] ~= '' then
   entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -16,7 +17,7 @@ for _, e in ipairs(entries) do
     if k == 'priority' then p = tonumber(v) end
     if k == 'name' then has_name = true end
     if k == 'attempt' then v = '1' end
-    if string.sub(k, 1, 5) ~= 'dead.' then
+    if string.sub(k, 1, 5) ~= 'dead.' and k ~= 'unknown_since_ms' then
       table.insert(fields, k)
       table.insert(fields, v)
     end

@@ -87,6 +87,10 @@ std::vector<std::string> envelope::to_fields() const {
     f.push_back("last_error");
     f.push_back(last_error);
   }
+  if (unknown_since_ms) {
+    f.push_back("unknown_since_ms");
+    f.push_back(std::to_string(unknown_since_ms));
+  }
   for (auto& [k, v] : headers) {
     f.push_back("h." + k);
     f.push_back(v);
@@ -119,6 +123,7 @@ envelope envelope::from_fields(const std::vector<std::pair<std::string, std::str
     else if (k == "corr") e.correlation_id = v;
     else if (k == "enqueued_ms") e.enqueued_ms = number<std::int64_t>(k, v);
     else if (k == "last_error") e.last_error = v;
+    else if (k == "unknown_since_ms") e.unknown_since_ms = number<std::int64_t>(k, v);
     else if (k.starts_with("h.")) e.headers.emplace(k.substr(2), v);
   }
   if (!has_id || !has_name || !has_payload)

@@ -16,6 +16,7 @@
 #include <boost/json.hpp>
 
 #include <deque>
+#include <span>
 #include <set>
 #include <unistd.h>
 
@@ -88,14 +89,23 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   std::vector<std::unique_ptr<queue_state>> queues;
   worker_stats stats;
   stop_source stop;
-  bool stopping = false;
-  std::size_t loops = 0;        // background loops still running
+  bool stopping = false;        // no handler starts any more
+  bool finished = false;        // the background loops end
+  std::size_t fetchers = 0;     // fetch loops still running
+  std::size_t loops = 0;        // other background loops still running
   std::size_t running_total = 0;
   bool flushing = false;
   asio::steady_timer idle;      // wakes run() when a handler or a loop finishes
   asio::steady_timer renew_timer;    // one timer per loop: expires_at() cancels every wait on a timer
   asio::steady_timer recover_timer;
   random_source random = random_source::from_entropy();
+  std::set<std::string> unknown_names;  // task names without a handler, logged once each
+  // Settlement retries: quick at first (a dropped connection is back in milliseconds), then
+  // patient (a restarted Redis loading its data).
+  static constexpr backoff_policy settle_backoff{.base = milliseconds(50), .multiplier = 2.0, .cap = milliseconds(2000),
+                                                 .jitter = jitter::equal};
+  // Room for the envelope's own fields around a payload of max_payload_bytes.
+  static constexpr std::size_t envelope_allowance = 64 * 1024;
 
   impl(asio::any_io_executor ex, redis::config cfg, worker_options opts)
       : strand(asio::make_strand(ex)), redis_config(std::move(cfg)), options(std::move(opts)), idle(strand), renew_timer(strand), recover_timer(strand) {
@@ -119,19 +129,26 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     }
   }
 
-  void start_loop(awaitable<void> loop, std::string name) {
-    ++loops;
-    asio::co_spawn(strand, std::move(loop), [self = shared_from_this(), name = std::move(name)](std::exception_ptr e) {
-      --self->loops;
+  // `counter` (loops, or fetchers) counts the loop while it runs.
+  void start_loop(awaitable<void> loop, std::string name, std::size_t impl::*counter = &impl::loops) {
+    ++(this->*counter);
+    asio::co_spawn(strand, std::move(loop), [self = shared_from_this(), name = std::move(name), counter](std::exception_ptr e) {
+      --((*self).*counter);
       self->idle.cancel();
       if (!e) return;
       try {
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
         count_unhandled_exception();
-        log::error("worker", name, " ended with an error: ", ex.what());
+        log::error("worker", name, " ended with an error: ", log::error_text(ex));
       }
     });
+  }
+
+  // Handler slots neither running nor promised to a fetched task.
+  static std::size_t free_slots(const queue_state& q) {
+    auto used = q.running + q.buffered();
+    return q.slots > used ? q.slots - used : 0;
   }
 
   // --- fetching and scheduling ------------------------------------------------------------
@@ -187,7 +204,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             std::rethrow_exception(e);
           } catch (const std::exception& ex) {
-            log::error("worker", "settling a task failed: ", ex.what());
+            log::error("worker", "settling a task failed: ", log::error_text(ex));
           }
         }
         --q.running;
@@ -202,7 +219,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   awaitable<void> fetch_loop(queue_state& q) {
     std::string_view group = consumer_group;
     while (!stop.stop_requested()) {
-      std::size_t free = q.slots > q.running + q.buffered() ? q.slots - q.running - q.buffered() : 0;
+      std::size_t free = free_slots(q);
       if (free == 0) {
         co_await wait_on(*q.slot_freed);
         continue;
@@ -228,7 +245,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         continue;
       } catch (const std::exception& e) {
         if (stop.stop_requested()) break;
-        log::warn("worker", "fetch from queue ", q.config.name, " failed: ", e.what(), "; retrying");
+        log::warn("worker", "fetch from queue ", q.config.name, " failed: ", log::error_text(e), "; retrying");
       }
       co_await stop.sleep_for(milliseconds(500));  // only reached after a failure
     }
@@ -236,6 +253,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   // --- running one task ---------------------------------------------------------------------
   awaitable<void> execute(queue_state& q, fetched item) {
+    // Bad input never crashes a worker: each of these goes to the dead letters with its reason.
+    std::size_t entry_bytes = 0;
+    for (auto& [k, v] : item.entry.fields) entry_bytes += k.size() + v.size();
+    if (entry_bytes > options.max_payload_bytes + envelope_allowance) {
+      // Named, not a temporary in the co_await: GCC 12 mishandles those.
+      std::string why = "entry of " + std::to_string(entry_bytes) + " bytes; this worker takes payloads up to " +
+                        std::to_string(options.max_payload_bytes) + " bytes";
+      co_await bury(q, item, nullptr, "oversized", why);
+      co_return;
+    }
     envelope task;
     std::string undecodable;
     try {
@@ -247,9 +274,15 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       co_await bury(q, item, nullptr, "undecodable", undecodable);
       co_return;
     }
+    if (task.payload.data.size() > options.max_payload_bytes) {
+      std::string why = "payload of " + std::to_string(task.payload.data.size()) +
+                        " bytes; this worker takes payloads up to " + std::to_string(options.max_payload_bytes) + " bytes";
+      co_await bury(q, item, &task, "oversized", why);
+      co_return;
+    }
     auto found = handlers.find(task.name);
     if (found == handlers.end()) {
-      co_await bury(q, item, &task, "unknown task", "no handler for task name '" + task.name + "'");
+      co_await no_handler(q, item, std::move(task));
       co_return;
     }
     ++stats.started;
@@ -267,7 +300,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       error = e.what();
     } catch (const boost::system::system_error& e) {
       error = e.code() == asio::error::timed_out ? "timed out after " + std::to_string(task.timeout.count()) + " ms"
-                                                  : std::string(e.what());
+                                                  : log::error_text(e);
       if (error.empty()) error = "system error";
     } catch (const std::exception& e) {
       error = e.what();
@@ -291,6 +324,27 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     }
   }
 
+  // No handler for this task's name here. During a rolling deploy a new task type reaches old
+  // workers first, so the task goes back to its queue (no attempt used) until the grace since a
+  // worker first saw it has passed; only then is it a dead letter.
+  awaitable<void> no_handler(queue_state& q, const fetched& item, envelope task) {
+    auto now = now_ms();
+    if (task.unknown_since_ms == 0 || task.unknown_since_ms > now) task.unknown_since_ms = now;
+    milliseconds waited(now - task.unknown_since_ms);
+    if (waited >= options.unknown_task_grace) {
+      std::string why = "no handler for task name '" + task.name + "'";
+      if (waited.count()) why += " within " + std::to_string(waited.count()) + " ms";
+      co_await bury(q, item, &task, "unknown task", why);
+      co_return;
+    }
+    if (unknown_names.size() < 1024 && unknown_names.insert(task.name).second)
+      log::warn("worker", "no handler for task name '", task.name, "' (queue ", q.config.name,
+                "): such tasks go back to their queue for up to ", options.unknown_task_grace.count(),
+                " ms, for a worker that has one, then to the dead letters");
+    auto delay = std::min(options.unknown_task_delay, options.unknown_task_grace - waited);
+    if (co_await schedule(q, item, task, delay)) ++stats.handed_back;
+  }
+
   awaitable<void> retry(queue_state& q, const fetched& item, envelope task, const std::string& error,
                         std::optional<milliseconds> requested) {
     auto source = random_source::for_key(task.id, task.attempt);
@@ -298,25 +352,24 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     task.previous_delay = delay;
     task.last_error = error;
     task.attempt += 1;
+    if (co_await schedule(q, item, task, delay)) {
+      ++stats.retried;
+      log::debug("worker", "task ", task.id, " (", task.name, ") attempt ", task.attempt - 1, " failed: ", error,
+                 "; retry in ", delay.count(), " ms");
+    }
+  }
+
+  // Moves the entry to the delayed set as `task`, due after `delay`; true when this worker did it.
+  awaitable<bool> schedule(queue_state& q, const fetched& item, const envelope& task, milliseconds delay) {
     std::int64_t due = now_ms() + 1 + delay.count();  // +1: the clock is truncated to ms; never early
     std::string due_text = std::to_string(due);
     std::string member = task.to_delayed_member();
     std::string_view keys[] = {q.keys.streams[item.stream], q.keys.delayed};
     std::string_view args[] = {consumer_group, item.entry.id, due_text, member};
-    try {
-      auto moved = co_await redis::evalsha(*commands, scripts::retry(), keys, args);
-      release(q, item);
-      if (moved.integer == 1) {
-        ++stats.retried;
-        log::debug("worker", "task ", task.id, " (", task.name, ") attempt ", task.attempt - 1, " failed: ", error,
-                   "; retry in ", delay.count(), " ms");
-        wake_promoter(q, steady_clock::now() + delay);
-      }
-    } catch (const std::exception& e) {
-      ++stats.failed_to_settle;
-      log::error("worker", "could not schedule the retry of task ", task.id, ": ", e.what(),
-                 "; it stays pending and is recovered after the lease");
-    }
+    std::string what = "scheduling the retry of task " + task.id;
+    auto moved = co_await settle(q, item, scripts::retry(), keys, args, what);
+    if (moved == 1) wake_promoter(q, steady_clock::now() + delay);
+    co_return moved == 1;
   }
 
   awaitable<void> bury(queue_state& q, const fetched& item, const envelope* task, std::string_view reason,
@@ -340,60 +393,132 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     std::vector<std::string_view> args{consumer_group, item.entry.id};
     for (auto& f : fields) args.push_back(f);
     std::string_view keys[] = {q.keys.streams[item.stream], q.keys.dead};
-    try {
-      auto moved = co_await redis::evalsha(*commands, scripts::dead(), keys, args);
-      release(q, item);
-      if (moved.integer == 1) {
-        ++stats.dead;
-        log::warn("worker", "dead letter: task ", task ? task->id : item.entry.id, " (",
-                  task ? task->name : std::string("?"), ") in queue ", q.config.name, ": ", reason, ": ", error);
-      }
-    } catch (const std::exception& e) {
-      ++stats.failed_to_settle;
-      log::error("worker", "could not dead-letter entry ", item.entry.id, ": ", e.what(),
-                 "; it stays pending and is recovered after the lease");
+    std::string what = "dead-lettering entry " + item.entry.id;
+    auto moved = co_await settle(q, item, scripts::dead(), keys, args, what);
+    if (moved == 1) {
+      ++stats.dead;
+      log::warn("worker", "dead letter: task ", task ? task->id : item.entry.id, " (",
+                task ? task->name : std::string("?"), ") in queue ", q.config.name, ": ", reason, ": ", error);
     }
+  }
+
+  // Runs a settlement script until Redis has taken it. A failure (Redis restarting or loading,
+  // the connection lost) is retried with backoff, across reconnects: each script first XACKs and
+  // changes nothing when the entry is no longer pending for the group, so running it again after
+  // a reply was lost is harmless. After a lease's worth of failures the entry is let go instead
+  // (no longer renewed) so that recovery takes it over: a task is never orphaned by its owner.
+  // Returns the script's integer reply, or nothing when it was let go.
+  awaitable<std::optional<std::int64_t>> settle(queue_state& q, const fetched& item, const redis::script& script,
+                                                std::span<const std::string_view> keys,
+                                                std::span<const std::string_view> args, const std::string& what) {
+    auto give_up = steady_clock::now() + options.lease;
+    auto random = random_source::from_entropy();
+    milliseconds delay{0};
+    std::optional<std::int64_t> outcome;
+    for (std::uint32_t attempt = 1;; ++attempt) {
+      try {
+        auto reply = co_await redis::evalsha(*commands, script, keys, args);
+        outcome = reply.integer;
+        break;
+      } catch (const std::exception& e) {
+        delay = settle_backoff.delay(attempt, random, delay);
+        if (is_closed(e) || steady_clock::now() + delay >= give_up) {
+          ++stats.failed_to_settle;
+          log::error("worker", what, " failed: ", log::error_text(e), "; it stays pending and is recovered after the lease");
+          break;
+        }
+        ++stats.settle_retries;
+        if (attempt == 1) log::warn("worker", what, " failed: ", log::error_text(e), "; retrying");
+      }
+      co_await sleep_for(delay);
+    }
+    release(q, item);
+    co_return outcome;
+  }
+
+  static bool is_closed(const std::exception& e) {
+    auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+    return se && se->code() == redis::error::closed;
   }
 
   void release(queue_state& q, const fetched& item) { q.owned[item.stream].erase(item.entry.id); }
 
-  // Acknowledges and deletes completed entries: one pipelined XACK+XDEL per stream per batch.
+  // Acknowledges and deletes completed entries: one pipelined XACK+XDEL per stream per batch,
+  // results first (an acknowledged task's result is already readable). A failed batch is tried
+  // again with backoff (XACK and XDEL are idempotent); after a lease's worth of failures its
+  // entries are let go to recovery, which runs them again (at least once).
   awaitable<void> flush_acks() {
     if (flushing) co_return;
     flushing = true;
+    auto random = random_source::from_entropy();
+    milliseconds delay{0};
+    std::uint32_t failures = 0;
+    steady_clock::time_point failing_since;
     for (;;) {
+      struct part {
+        queue_state* q;
+        std::size_t stream;
+        std::vector<std::string> ids;
+      };
       redis::request req;
-      std::vector<std::pair<queue_state*, std::size_t>> batch;
-      std::vector<std::vector<std::string>> ids;
+      std::vector<part> parts;
+      std::vector<std::pair<queue_state*, std::vector<std::pair<std::string, std::string>>>> results;
       std::string ttl = std::to_string(options.result_ttl.count());
-      std::size_t results = 0;
-      for (auto& q : queues) {  // results first: an acknowledged task's result is already there
+      for (auto& q : queues) {
+        if (q->results.empty()) continue;
         for (auto& [key, json] : q->results) req.push("SET", key, json, "PX", ttl);
-        results += q->results.size();
+        results.emplace_back(q.get(), std::move(q->results));
         q->results.clear();
       }
       for (auto& q : queues)
         for (std::size_t p = 0; p < priority_count; ++p) {
           if (q->to_ack[p].empty()) continue;
-          std::vector<std::string> now;
-          now.swap(q->to_ack[p]);
-          redis::add_xack(req, q->keys.streams[p], consumer_group, now);
-          redis::add_xdel(req, q->keys.streams[p], now);
-          batch.emplace_back(q.get(), p);
-          ids.push_back(std::move(now));
+          part now{q.get(), p, {}};
+          now.ids.swap(q->to_ack[p]);
+          redis::add_xack(req, q->keys.streams[p], consumer_group, now.ids);
+          redis::add_xdel(req, q->keys.streams[p], now.ids);
+          parts.push_back(std::move(now));
         }
-      if (batch.empty() && results == 0) break;
+      if (parts.empty() && results.empty()) break;
+      std::string failure;
+      bool closed = false;
       try {
         auto replies = co_await commands->exec(std::move(req));
         for (auto& r : replies)
-          if (r.is_error()) log::error("worker", "acknowledging completed tasks: ", r.text);
+          if (r.is_error() && failure.empty()) failure = r.text;
       } catch (const std::exception& e) {
-        ++stats.failed_to_settle;
-        log::error("worker", "acknowledging ", ids.size(), " batch(es) of completed tasks failed: ", e.what(),
-                   "; they will be redelivered after the lease");
+        closed = is_closed(e);
+        failure = log::error_text(e);
+        if (failure.empty()) failure = "unknown error";
       }
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        for (auto& id : ids[i]) batch[i].first->owned[batch[i].second].erase(id);
+      if (failure.empty()) {
+        failures = 0;
+        delay = milliseconds(0);
+        for (auto& part : parts)
+          for (auto& id : part.ids) part.q->owned[part.stream].erase(id);
+        continue;
+      }
+      if (failures++ == 0) failing_since = steady_clock::now();
+      delay = settle_backoff.delay(failures, random, delay);
+      if (closed || steady_clock::now() + delay >= failing_since + options.lease) {
+        for (auto& part : parts) {
+          stats.failed_to_settle += part.ids.size();
+          for (auto& id : part.ids) part.q->owned[part.stream].erase(id);
+        }
+        log::error("worker", "acknowledging completed tasks failed: ", failure,
+                   "; they are redelivered after the lease");
+        failures = 0;
+        continue;
+      }
+      ++stats.settle_retries;
+      if (failures == 1) log::warn("worker", "acknowledging completed tasks failed: ", failure, "; retrying");
+      // Put the batch back in front of what completed meanwhile, and try again after the delay.
+      for (auto& [q, list] : results) q->results.insert(q->results.begin(), list.begin(), list.end());
+      for (auto& part : parts) {
+        auto& pending = part.q->to_ack[part.stream];
+        pending.insert(pending.begin(), part.ids.begin(), part.ids.end());
+      }
+      co_await sleep_for(delay);
     }
     flushing = false;
     idle.cancel();
@@ -424,7 +549,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           planned = std::min(planned, steady_clock::now() + in);
         }
       } catch (const std::exception& e) {
-        log::warn("worker", "promoter of queue ", q.config.name, ": ", e.what());
+        log::warn("worker", "promoter of queue ", q.config.name, ": ", log::error_text(e));
       }
       q.promoter_next = planned;
       while (!stop.stop_requested() && steady_clock::now() < q.promoter_next) co_await wait_on(*q.promoter_wake, q.promoter_next);
@@ -433,10 +558,11 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   // --- leases ------------------------------------------------------------------------------
+  // Renews until the worker has finished: handlers running in the grace keep their leases.
   awaitable<void> renew_loop() {
-    while (!stop.stop_requested()) {
+    while (!finished) {
       co_await wait_on(renew_timer, steady_clock::now() + options.lease / 3);
-      if (stop.stop_requested()) break;
+      if (finished) break;
       for (auto& q : queues)
         for (std::size_t p = 0; p < priority_count; ++p) {
           if (q->owned[p].empty()) continue;
@@ -447,7 +573,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             co_await redis::evalsha(*commands, scripts::renew(), keys, args);
           } catch (const std::exception& e) {
-            log::warn("worker", "renewing leases: ", e.what());
+            log::warn("worker", "renewing leases: ", log::error_text(e));
           }
         }
     }
@@ -460,7 +586,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           try {
             co_await recover(*q, p);
           } catch (const std::exception& e) {
-            log::warn("worker", "recovering ", q->keys.streams[p], ": ", e.what());
+            log::warn("worker", "recovering ", q->keys.streams[p], ": ", log::error_text(e));
           }
         }
       co_await wait_on(recover_timer, steady_clock::now() + options.recover_interval);
@@ -473,10 +599,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     const std::string& stream = q.keys.streams[p];
     auto stale = co_await redis::xpending(*commands, stream, consumer_group,
                                           redis::pending_range{.count = 100, .min_idle = options.lease});
+    // Take over no more than this worker can start now: a recovered task waiting in the local
+    // buffer would hold back a more urgent task that the fetcher cannot read while the buffer
+    // fills the free slots. What is left is taken on a later pass, here or by another worker.
+    std::size_t can_start = free_slots(q);
     std::vector<std::string> take, poison;
     for (auto& e : stale) {
       if (q.owned[p].contains(e.id)) continue;
-      (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget) ? poison : take).push_back(e.id);
+      if (e.deliveries >= static_cast<std::int64_t>(options.delivery_budget))
+        poison.push_back(e.id);
+      else if (take.size() < can_start)
+        take.push_back(e.id);
     }
     if (!take.empty()) {
       auto claimed = co_await redis::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, take);
@@ -504,8 +637,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   // --- life --------------------------------------------------------------------------------
-  awaitable<void> run(stop_source s) {
-    stop = s;
+  // The worker's connections, and the consumer group on every stream it reads.
+  awaitable<void> connect() {
     commands = redis::connection::create(strand, redis_config);
     co_await commands->connect();
     for (auto& q : queues) {
@@ -513,35 +646,63 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       co_await q->blocking->connect();
       for (auto& stream : q->keys.streams) co_await redis::xgroup_create(*commands, stream, consumer_group, "0");
     }
+  }
+
+  void close_connections() {
+    if (commands) commands->close();
+    for (auto& q : queues)
+      if (q->blocking) q->blocking->close();
+  }
+
+  awaitable<void> run(stop_source s) {
+    stop = s;
+    bool connected = false;
+    try {
+      connected = co_await until_stopped(connect(), stop);
+    } catch (...) {
+      close_connections();
+      throw;
+    }
+    if (!connected) {  // e.g. SIGTERM while Redis is still unreachable: a clean stop, not an error
+      close_connections();
+      log::info("worker", options.consumer, " stopped before it had connected");
+      co_return;
+    }
     log::info("worker", options.consumer, " started: queues ", describe_queues(), ", concurrency ", options.concurrency,
               ", ", options.mode == priority_mode::strict ? "strict" : "weighted", " priority");
     for (auto& q : queues) {
-      start_loop(fetch_loop(*q), "fetcher of " + q->config.name);
+      start_loop(fetch_loop(*q), "fetcher of " + q->config.name, &impl::fetchers);
       start_loop(promoter_loop(*q), "promoter of " + q->config.name);
     }
     start_loop(renew_loop(), "lease renewer");
     start_loop(recover_loop(), "recoverer");
 
     co_await stop.wait();
-    stopping = true;  // no new handler starts; fetched ones stay pending for others
+    // Stopping, in this order: fetch no more (a blocking fetch ends when its connection closes);
+    // hand back what was fetched but never started, at once, so that other workers run it while
+    // this one finishes; let running handlers finish within the grace (their leases still
+    // renewed); end the background loops; acknowledge the last completions; close.
+    stopping = true;
+    for (auto& q : queues) {
+      q->blocking->close();
+      q->slot_freed->cancel();
+    }
+    while (fetchers > 0) co_await wait_on(idle);
+    co_await release_buffered();
     log::info("worker", options.consumer, " stopping: waiting up to ", options.grace.count(), " ms for ",
               running_total, " running task(s)");
     auto grace_end = steady_clock::now() + options.grace;
     while (running_total > 0 && steady_clock::now() < grace_end) co_await wait_on(idle, grace_end);
     if (running_total > 0)
       log::warn("worker", running_total, " task(s) still running after the grace period; they stay pending");
-    co_await release_buffered();
-    if (!flushing) co_await flush_acks();
-    while (flushing) co_await wait_on(idle, steady_clock::now() + milliseconds(50));
+    finished = true;
     renew_timer.cancel();
     recover_timer.cancel();
-    for (auto& q : queues) {
-      q->slot_freed->cancel();
-      q->promoter_wake->cancel();
-      q->blocking->close();
-    }
-    while (loops > 0) co_await wait_on(idle, steady_clock::now() + milliseconds(50));
-    commands->close();
+    for (auto& q : queues) q->promoter_wake->cancel();
+    while (loops > 0) co_await wait_on(idle);
+    if (!flushing) co_await flush_acks();
+    while (flushing) co_await wait_on(idle);
+    close_connections();
     log::info("worker", options.consumer, " stopped: ", stats.succeeded.load(), " succeeded, ", stats.retried.load(),
               " retried, ", stats.dead.load(), " dead-lettered");
   }
@@ -562,7 +723,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           q->buffer[p].clear();
           for (auto& id : ids) q->owned[p].erase(id);
         } catch (const std::exception& e) {
-          log::warn("worker", "could not hand back unstarted tasks (they return after the lease): ", e.what());
+          log::warn("worker", "could not hand back unstarted tasks (they return after the lease): ", log::error_text(e));
         }
       }
   }

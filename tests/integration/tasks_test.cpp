@@ -206,7 +206,7 @@ TEST_F(tasks_test, seeded_full_jitter_gives_the_reproducible_delay) {
 TEST_F(tasks_test, dead_letters_for_every_reason_and_requeue) {
   std::atomic<bool> fixed{false};
   std::atomic<int> good_runs{0}, fixed_runs{0};
-  with_worker({}, [&](tasks::worker& w) {
+  with_worker({.unknown_task_grace = 0ms}, [&](tasks::worker& w) {
     w.handle("always-fails", [&](tasks::task_context&) -> awaitable<void> {
       if (fixed) {
         ++fixed_runs;

@@ -40,10 +40,10 @@ void spawn(const Executor& ex, awaitable<void> op, std::string name) {
     } catch (const boost::system::system_error& se) {
       if (se.code() == boost::asio::error::operation_aborted) return;
       count_unhandled_exception();
-      log::error("engine", name, " failed: ", se.what());
+      log::error("engine", name, " failed: ", log::error_text(se));
     } catch (const std::exception& ex) {
       count_unhandled_exception();
-      log::error("engine", name, " failed: ", ex.what());
+      log::error("engine", name, " failed: ", log::error_text(ex));
     } catch (...) {
       count_unhandled_exception();
       log::error("engine", name, " failed with a non-standard exception");

@@ -84,6 +84,7 @@ struct envelope {
   std::string correlation_id;
   std::int64_t enqueued_ms = 0;  // unix ms of the first enqueue
   std::string last_error;        // of the previous attempt
+  std::int64_t unknown_since_ms = 0;  // unix ms a worker first found no handler for it (0: never)
   std::map<std::string, std::string> headers;
 
   // Stream entry fields: name/value pairs, flat.

@@ -67,12 +67,22 @@ struct worker_options {
   std::chrono::milliseconds fetch_block{std::chrono::seconds(1)};  // XREADGROUP BLOCK when the queues are empty
   std::chrono::milliseconds recover_interval{std::chrono::seconds(5)};
   std::chrono::milliseconds result_ttl{std::chrono::hours(24)};  // of results set by handlers
+  std::size_t max_payload_bytes = 1024 * 1024;  // a larger payload is dead-lettered as "oversized"
+  // A task no handler here knows (e.g. a new task type reaching old workers first during a
+  // rolling deploy) is handed back to its queue every unknown_task_delay, without using an
+  // attempt, until unknown_task_grace has passed since a worker first saw it; then it is
+  // dead-lettered as "unknown task". 0: dead-lettered at once.
+  std::chrono::milliseconds unknown_task_grace{std::chrono::minutes(15)};
+  std::chrono::milliseconds unknown_task_delay{std::chrono::seconds(5)};
   std::string consumer;  // empty: <host>-<pid>-<id>
   std::string prefix = "sf";
 };
 
 struct worker_stats {
-  std::atomic<std::uint64_t> started{0}, succeeded{0}, retried{0}, dead{0}, recovered{0}, failed_to_settle{0};
+  std::atomic<std::uint64_t> started{0}, succeeded{0}, retried{0}, dead{0}, recovered{0};
+  std::atomic<std::uint64_t> handed_back{0};        // tasks with no handler here, handed back to their queue
+  std::atomic<std::uint64_t> settle_retries{0};     // settlements that failed once and were tried again
+  std::atomic<std::uint64_t> failed_to_settle{0};   // given up: left to recovery after the lease
 };
 
 class worker {
@@ -83,9 +93,10 @@ class worker {
   // Registers the handler for a task name; before run().
   void handle(std::string name, handler h);
 
-  // Runs until `stop` is requested, then stops fetching, lets in-flight handlers finish within
-  // the grace period and returns. Unfinished tasks stay pending and are taken over by another
-  // worker after the lease. Throws when Redis cannot be reached at start.
+  // Runs until `stop` is requested, then stops fetching, hands fetched but unstarted tasks back,
+  // lets in-flight handlers finish within the grace period and returns. Unfinished tasks stay
+  // pending and are taken over by another worker after the lease. Throws when Redis cannot be
+  // reached at start; returns at once when stop is requested while it is still connecting.
   awaitable<void> run(stop_source stop);
 
   const worker_stats& stats() const noexcept;
