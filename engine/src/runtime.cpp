@@ -10,6 +10,19 @@
 
 namespace sagaflow {
 
+namespace {
+// An io_context whose services the runtime shuts down itself (execution_context::shutdown() is
+// protected): every context of the pool is shut down before the first is destroyed.
+struct pool_context final : boost::asio::io_context {
+  using io_context::io_context;
+  void shut_down_services() { shutdown(); }
+};
+}  // namespace
+
+void runtime::context_deleter::operator()(boost::asio::io_context* ctx) const noexcept {
+  delete static_cast<pool_context*>(ctx);
+}
+
 std::string_view runtime::backend() noexcept { return SAGAFLOW_IO_BACKEND_NAME; }
 
 runtime::runtime(runtime_options options) {
@@ -17,11 +30,11 @@ runtime::runtime(runtime_options options) {
   if (threads == 0) threads = 1;
   contexts_.reserve(threads);
   try {
-    for (std::size_t i = 0; i < threads; ++i) contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
+    for (std::size_t i = 0; i < threads; ++i) contexts_.emplace_back(new pool_context(1));
   } catch (const std::system_error& e) {
     // An io_uring build on a kernel (or seccomp profile) that forbids io_uring fails here.
     throw std::runtime_error(std::string("sagaflow: cannot create the ") + std::string(backend()) +
-                             " reactor (" + e.what() +
+                             " reactor (" + log::error_text(e) +
                              "); rebuild with -DSAGAFLOW_IO_BACKEND=epoll on this machine");
   }
   for (auto& ctx : contexts_) guards_.push_back(boost::asio::make_work_guard(*ctx));
@@ -29,16 +42,20 @@ runtime::runtime(runtime_options options) {
 }
 
 runtime::~runtime() {
-  // Let what is still running finish (closed connections end their loops, flushes complete)
-  // before the contexts are destroyed: destroying a suspended coroutine that owns I/O objects
-  // while Asio tears its services down is not safe. Work that never ends (a forgotten
-  // connection, a signal wait) is stopped after a short grace.
-  guards_.clear();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (running_.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   stop();
   join();
+  // ~io_context shuts its services down (destroying pending operations, and the coroutine
+  // frames waiting on them, while every service exists), then deletes them. With several
+  // contexts that is not enough: a coroutine of context B waiting on a connection of context A
+  // is destroyed when A shuts down, and its frame's destruction is posted to B; if B is already
+  // gone, or only shut down, that frame (with its timers) would be destroyed when B's scheduler
+  // is deleted, after B's timer service. So every context is shut down first, and the pass is
+  // repeated, each one destroying what the previous one handed across contexts; shutting a
+  // service down again is harmless (its queues are empty). Only then are contexts deleted.
+  constexpr int passes = 4;
+  for (int pass = 0; pass < passes; ++pass)
+    for (auto& ctx : contexts_) static_cast<pool_context&>(*ctx).shut_down_services();
+  contexts_.clear();
 }
 
 boost::asio::any_io_executor runtime::executor() noexcept {
@@ -48,16 +65,14 @@ boost::asio::any_io_executor runtime::executor() noexcept {
 void runtime::start() {
   if (!threads_.empty()) return;
   for (auto& ctx : contexts_) {
-    running_.fetch_add(1);
-    threads_.emplace_back([this, c = ctx.get()] {
+    threads_.emplace_back([c = ctx.get()] {
       for (;;) {
         try {
           c->run();
-          running_.fetch_sub(1);
           return;
         } catch (const std::exception& e) {
           // A handler that throws must not take the thread down with it: log and keep serving.
-          log::error("engine", "unhandled exception escaped a handler: ", e.what());
+          log::error("engine", "unhandled exception escaped a handler: ", log::error_text(e));
         }
       }
     });

@@ -208,7 +208,220 @@ TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
   }());
 }
 
+// Users read "Connection refused", not Boost's " [system:111 at .../io_uring_socket_connect_op.hpp:...
+// in function '...']" (kept at debug level only: see log_test).
+TEST(connection, errors_and_log_lines_carry_no_source_location) {
+  sagaflow::log::set_level(sagaflow::log::level::info);
+  run([]() -> awaitable<void> {
+    redis::config c;
+    c.port = sagaflow::testing::free_port();
+    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    try {
+      co_await conn->connect();
+      ADD_FAILURE() << "connect must fail";
+    } catch (const boost::system::system_error& e) {
+      EXPECT_EQ(sagaflow::log::error_text(e), "connecting to redis://127.0.0.1:" + std::to_string(c.port) + ": Connection refused")
+          << e.what();
+    }
+    conn->close();
+  }());
+
+  redis_server server;
+  ::testing::internal::CaptureStderr();
+  run([&]() -> awaitable<void> {
+    auto c = server.config();
+    c.reconnect_backoff.base = std::chrono::milliseconds(10);
+    c.reconnect_backoff.cap = std::chrono::milliseconds(20);
+    auto conn = make(co_await asio::this_coro::executor, c);
+    co_await conn->connect();
+    server.kill();
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(300));  // the loss and a few reconnect attempts
+    conn->close();
+  }());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find(": connection lost: "), std::string::npos) << log;
+  EXPECT_NE(log.find("reconnect attempt 1 failed: connecting to redis://127.0.0.1:" + std::to_string(server.port()) +
+                     ": Connection refused\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("[system:"), std::string::npos) << log;
+  EXPECT_EQ(log.find("[asio."), std::string::npos) << log;
+  EXPECT_EQ(log.find(" in function '"), std::string::npos) << log;
+}
+
+// A server without HELLO (older than Redis 6, or with HELLO renamed away as here; an ACL cannot
+// deny HELLO on Redis 7.0): asked for RESP3, the connection falls back to RESP2 (AUTH, CLIENT
+// SETNAME), on the first connect and on every reconnect.
+TEST(connection, without_hello_the_connection_falls_back_to_resp2) {
+  for (bool password : {false, true}) {
+    SCOPED_TRACE(password ? "with a password" : "without a password");
+    std::vector<std::string> extra{"--rename-command", "HELLO", ""};
+    if (password) extra.insert(extra.end(), {"--requirepass", "s3cret"});
+    redis_server server(extra);
+    run([&]() -> awaitable<void> {
+      auto c = server.config();
+      c.protocol = 3;
+      if (password) c.password = "s3cret";
+      auto conn = make(co_await asio::this_coro::executor, c);
+      co_await conn->connect();
+      EXPECT_EQ(conn->protocol(), 2);
+      // The server really has no HELLO.
+      try {
+        co_await conn->call("HELLO", "3");
+        ADD_FAILURE() << "HELLO must be unknown on this server";
+      } catch (const redis::server_error& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown command"), std::string::npos) << e.what();
+      }
+      // RESP2 on the wire: CONFIG GET answers a flat array (a map under RESP3).
+      auto config = co_await conn->call("CONFIG", "GET", "maxmemory-policy");
+      EXPECT_EQ(config.type, redis::resp::type::array);
+      EXPECT_EQ((co_await conn->call("SET", "k", "v")).text, "OK");
+      // And again after a reconnect.
+      server.stop();
+      for (int i = 0; conn->connected() && i < 1000; ++i) co_await sagaflow::sleep_for(std::chrono::milliseconds(5));
+      server.start();
+      EXPECT_EQ((co_await conn->call("PING")).text, "PONG");
+      EXPECT_GE(conn->reconnects(), 1u);
+      EXPECT_EQ(conn->protocol(), 2);
+      conn->close();
+    }());
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(resp, connection_test, ::testing::Values(2, 3),
+                         [](const auto& info) { return "resp" + std::to_string(info.param); });
+
+// --- a server loading its dataset -------------------------------------------------------------
+// Redis 7's hidden key-load-delay (microseconds per key) makes loading 10,000 keys take about a
+// second; loading-process-events-interval-bytes lets the server answer (-LOADING) meanwhile.
+namespace {
+
+constexpr int loading_keys = 10'000;
+
+class loading_test : public ::testing::TestWithParam<int> {
+ protected:
+  redis::config cfg() const {
+    auto c = server.config();
+    c.protocol = GetParam();
+    return c;
+  }
+  // Fills the server and saves it, so that the next start loads the keys.
+  void fill_and_save() {
+    run([&]() -> awaitable<void> {
+      auto conn = make(co_await asio::this_coro::executor, cfg());
+      co_await conn->connect();
+      co_await conn->call("DEBUG", "POPULATE", loading_keys, "key");
+      co_await conn->call("SAVE");
+      conn->close();
+    }());
+  }
+  redis_server server{{"--enable-debug-command", "yes", "--key-load-delay", "100",
+                       "--loading-process-events-interval-bytes", "1024"}};
+};
+
+// Asks the server directly (no sagaflow connection, which would wait): is it loading now?
+bool server_is_loading(std::uint16_t port) {
+  asio::io_context ctx;
+  asio::ip::tcp::socket socket(ctx);
+  socket.connect({asio::ip::address_v4::loopback(), port});
+  asio::write(socket, asio::buffer(std::string_view("INFO persistence\r\n")));
+  std::string reply;
+  for (;;) {
+    char buf[4096];
+    reply.append(buf, socket.read_some(asio::buffer(buf)));
+    // A bulk string: "$<len>\r\n<payload>\r\n".
+    auto eol = reply.find("\r\n");
+    if (reply.starts_with("$") && eol != std::string::npos &&
+        reply.size() >= eol + 2 + std::stoul(reply.substr(1, eol - 1)) + 2)
+      break;
+    if (reply.starts_with("-")) break;
+  }
+  return redis::parse_loading(reply).loading;
+}
+
+}  // namespace
+
+TEST_P(loading_test, commands_sent_across_a_restart_wait_until_the_dataset_is_loaded) {
+  fill_and_save();
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto conn = make(ex, cfg());
+    co_await conn->connect();
+    server.stop();
+    for (int i = 0; conn->connected() && i < 1000; ++i) co_await sagaflow::sleep_for(std::chrono::milliseconds(5));
+    // Sent while the server is down; written once it is back and has loaded its data.
+    std::vector<std::string> got(20);
+    int finished = 0;
+    for (int i = 0; i < 20; ++i) {
+      asio::co_spawn(ex, [&, i]() -> awaitable<void> {
+        try {
+          got[i] = (co_await conn->call("GET", "key:" + std::to_string(i))).text;
+        } catch (const std::exception& e) {
+          got[i] = e.what();
+        }
+        ++finished;
+      }, asio::detached);
+    }
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(50));
+    server.start();
+    CO_ASSERT_TRUE(server_is_loading(server.port()));  // else this test would prove nothing
+    while (finished < 20) co_await sagaflow::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(got[i], "value:" + std::to_string(i));
+    EXPECT_GE(conn->reconnects(), 1u);
+    EXPECT_FALSE(server_is_loading(server.port()));
+    conn->close();
+  }());
+}
+
+TEST_P(loading_test, connect_to_a_loading_server_returns_once_it_has_loaded) {
+  fill_and_save();
+  server.stop();
+  server.start();
+  ASSERT_TRUE(server_is_loading(server.port()));
+  run([&]() -> awaitable<void> {
+    auto conn = make(co_await asio::this_coro::executor, cfg());
+    co_await conn->connect();
+    EXPECT_FALSE(server_is_loading(server.port()));
+    auto v = co_await conn->call("GET", "key:7");
+    EXPECT_EQ(v.text, "value:7");
+    conn->close();
+  }());
+}
+
+// A server can start loading while we are connected (DEBUG RELOAD here; a replica's full sync in
+// production): the replies are -LOADING. The connection passes them on as a server_error that
+// says the command did not run (no transparent retry: see connection.hpp), and stays usable.
+TEST_P(loading_test, a_loading_reply_on_a_live_connection_is_a_transient_server_error) {
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto reloader = make(ex, cfg());
+    auto conn = make(ex, cfg());
+    co_await reloader->connect();
+    co_await conn->connect();
+    co_await reloader->call("DEBUG", "POPULATE", loading_keys, "key");
+    bool reloaded = false;
+    asio::co_spawn(ex, [&]() -> awaitable<void> {
+      co_await reloader->call("DEBUG", "RELOAD");
+      reloaded = true;
+    }, asio::detached);
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(200));
+    CO_ASSERT_TRUE(server_is_loading(server.port()));
+    try {
+      co_await conn->call("GET", "key:3");
+      ADD_FAILURE() << "GET during DEBUG RELOAD must be refused with LOADING";
+    } catch (const redis::server_error& e) {
+      EXPECT_EQ(e.code(), "LOADING") << e.what();
+      EXPECT_EQ(e.command(), "GET");
+      EXPECT_TRUE(e.transient());
+    }
+    while (!reloaded) co_await sagaflow::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ((co_await conn->call("GET", "key:3")).text, "value:3");
+    reloader->close();
+    conn->close();
+  }());
+}
+
+INSTANTIATE_TEST_SUITE_P(resp, loading_test, ::testing::Values(2, 3),
                          [](const auto& info) { return "resp" + std::to_string(info.param); });
 
 // Regression: with GCC 12 a closure temporary in a co_await expression inside connect() was

@@ -20,8 +20,8 @@ using sagaflow::testing::run;
 
 namespace {
 
-// Accepts one client, answers its handshake with +OK per command, then answers the next command
-// with `poison` and closes.
+// Accepts one client, answers its handshake and its readiness check (INFO persistence) with +OK
+// each, then answers the next command with `poison` and closes.
 class fake_redis {
  public:
   explicit fake_redis(std::string poison) : poison_(std::move(poison)) {
@@ -50,7 +50,8 @@ class fake_redis {
     int fd = ::accept(listener_, nullptr, nullptr);
     if (fd < 0) return;
     char buf[4096];
-    // Handshake: HELLO 3 SETNAME (one command).
+    // Handshake: HELLO 3 SETNAME (one command); then INFO persistence ("OK": not loading).
+    if (::read(fd, buf, sizeof buf) > 0) ::write(fd, "+OK\r\n", 5);
     if (::read(fd, buf, sizeof buf) > 0) ::write(fd, "+OK\r\n", 5);
     if (::read(fd, buf, sizeof buf) > 0) ::write(fd, poison_.data(), poison_.size());
     ::close(fd);

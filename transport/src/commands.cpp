@@ -83,6 +83,30 @@ std::int64_t as_integer(const resp::value& v, std::string_view what) {
   unexpected(what, v);
 }
 
+loading_state parse_loading(std::string_view info) {
+  // "field:value" lines separated by CRLF; sections start with '#'.
+  auto field = [&](std::string_view name) -> std::optional<std::string_view> {
+    for (std::size_t pos = 0; pos < info.size();) {
+      auto end = info.find('\n', pos);
+      if (end == std::string_view::npos) end = info.size();
+      auto line = info.substr(pos, end - pos);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.size() > name.size() && line.starts_with(name) && line[name.size()] == ':')
+        return line.substr(name.size() + 1);
+      pos = end + 1;
+    }
+    return std::nullopt;
+  };
+  loading_state state;
+  state.loading = field("loading") == std::optional<std::string_view>("1");
+  if (auto eta = field("loading_eta_seconds")) {
+    std::int64_t n = 0;
+    auto [ptr, ec] = std::from_chars(eta->data(), eta->data() + eta->size(), n);
+    if (ec == std::errc{} && n > 0) state.eta = std::chrono::seconds(n);
+  }
+  return state;
+}
+
 const std::string* stream_entry::find(std::string_view name) const noexcept {
   for (auto& [k, v] : fields)
     if (k == name) return &v;

@@ -35,4 +35,9 @@ std::string_view server_error::code() const noexcept {
   return r.substr(0, r.find(' '));
 }
 
+bool server_error::transient() const noexcept {
+  const auto c = code();
+  return c == "LOADING" || c == "BUSY" || c == "TRYAGAIN" || c == "MASTERDOWN";
+}
+
 }  // namespace sagaflow::redis

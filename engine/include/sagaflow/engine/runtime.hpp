@@ -23,7 +23,11 @@ struct runtime_options {
 class runtime {
  public:
   explicit runtime(runtime_options options = {});
-  ~runtime();  // lets pending work finish (at most 2 s), then stop() and join()
+  // Prompt: stops the threads at once (handlers not yet run are dropped, as when an io_context
+  // is destroyed; whoever needs an orderly end, e.g. a worker, awaits it before), then shuts
+  // every context's services down before destroying any, so that objects on one context held
+  // by coroutines of another never outlive the services they use.
+  ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
@@ -40,11 +44,13 @@ class runtime {
   static std::string_view backend() noexcept;
 
  private:
-  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  struct context_deleter {  // the contexts are of a type private to runtime.cpp
+    void operator()(boost::asio::io_context* ctx) const noexcept;
+  };
+  std::vector<std::unique_ptr<boost::asio::io_context, context_deleter>> contexts_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
   std::atomic<std::size_t> next_{0};
-  std::atomic<std::size_t> running_{0};  // threads still inside run()
 };
 
 }  // namespace sagaflow

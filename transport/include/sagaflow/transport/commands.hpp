@@ -28,6 +28,16 @@ inline constexpr bool safe_coroutine_options = std::is_trivially_destructible_v<
 std::string as_string(resp::value&& v, std::string_view what);
 std::int64_t as_integer(const resp::value& v, std::string_view what);
 
+// --- server -----------------------------------------------------------------------------------
+// What INFO persistence says about loading: a restarted server accepts connections but answers
+// -LOADING to most commands until its dataset is in memory (the connection waits for that after
+// each connect). `eta` is the server's estimate of the time left.
+struct loading_state {
+  bool loading = false;
+  std::chrono::seconds eta{0};
+};
+loading_state parse_loading(std::string_view info);
+
 // --- streams ----------------------------------------------------------------------------------
 struct field_view {
   std::string_view name;

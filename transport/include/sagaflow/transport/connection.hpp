@@ -2,7 +2,17 @@
 // soon as they arrive, many in flight, replies matched in order). The connection reconnects by
 // itself with jittered backoff; requests in flight when it drops fail with
 // error::connection_lost (they may have run), requests not yet written wait for the next
-// connection until their timeout.
+// connection until their timeout. After each connect the connection waits until the server has
+// loaded its dataset (INFO persistence, loading:0) before it writes requests: a restarted Redis
+// answers -LOADING meanwhile. A -LOADING reply that still arrives (the server started loading
+// while connected: DEBUG RELOAD, a replica's resync) is passed on as a server_error whose
+// transient() is true: the command did not run. It is not retried here, because a pipeline's
+// other commands may have run and MULTI/EXEC must stay one unit; the caller decides.
+//
+// Teardown in any order is safe: when the execution context is destroyed first, the connection
+// gives back its sockets, timers and strand while the context's services still exist (pending
+// requests are dropped with their callers' coroutines, as Asio drops every pending handler);
+// what remains is an inert object that may be closed and destroyed later, on any thread.
 #pragma once
 
 #include <sagaflow/engine/coro.hpp>
@@ -17,10 +27,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/system_executor.hpp>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace sagaflow::redis {
@@ -49,6 +61,14 @@ class connection : public std::enable_shared_from_this<connection> {
   auto async_exec(request req, Token&& token) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, response)>(
         [self = shared_from_this()](auto handler, request r) {
+          if (self->context_gone_.load(std::memory_order_acquire)) {
+            // Our executor is gone with its context: answer on the caller's own executor.
+            auto ex = boost::asio::get_associated_executor(handler, boost::asio::system_executor());
+            boost::asio::post(ex, [h = std::move(handler)]() mutable {
+              std::move(h)(make_error_code(error::closed), response{});
+            });
+            return;
+          }
           // Everything touching the caller's cancellation slot happens on the caller's side: the
           // slot is assigned here and cleared just before the handler runs, on its executor.
           auto id = self->next_id_.fetch_add(1, std::memory_order_relaxed);
@@ -58,7 +78,7 @@ class connection : public std::enable_shared_from_this<connection> {
               if (auto c = weak.lock()) c->abandon(id);
             });
           // The reply is posted to the caller's executor, which is kept busy until then.
-          auto work = boost::asio::prefer(boost::asio::get_associated_executor(handler, self->strand_),
+          auto work = boost::asio::prefer(boost::asio::get_associated_executor(handler, *self->strand_),
                                           boost::asio::execution::outstanding_work.tracked);
           exec_handler done([h = std::move(handler), work, slot](boost::system::error_code ec, response replies) mutable {
             boost::asio::post(work, [h = std::move(h), slot, ec, replies = std::move(replies)]() mutable {
@@ -81,20 +101,25 @@ class connection : public std::enable_shared_from_this<connection> {
     return call(std::move(req));
   }
 
-  executor_type get_executor() const noexcept { return strand_; }
+  // The connection's strand. Throws std::logic_error once its execution context is gone.
+  executor_type get_executor() const;
   const redis::config& config() const noexcept { return cfg_; }
   bool connected() const noexcept { return connected_.load(std::memory_order_relaxed); }
   int protocol() const noexcept { return protocol_.load(std::memory_order_relaxed); }  // 2 or 3
   std::uint64_t reconnects() const noexcept { return reconnects_.load(std::memory_order_relaxed); }
 
-  struct impl;  // the socket, buffers and queues; lives on the strand
+  struct impl;      // the socket, buffers and queues; lives on the strand
+  struct registry;  // the live connections of one execution context (see connection.cpp)
 
  private:
   connection(boost::asio::any_io_executor ex, redis::config cfg);
   void submit(request req, exec_handler handler, std::uint64_t id);
   void abandon(std::uint64_t id);  // thread-safe
+  void release();  // the execution context is shutting down: give back what belongs to it
 
-  executor_type strand_;
+  std::optional<executor_type> strand_;  // reset by release(): a strand must not outlive its context
+  std::shared_ptr<registry> registry_;
+  std::atomic<bool> context_gone_{false};
   redis::config cfg_;
   std::unique_ptr<impl> impl_;
   std::atomic<bool> connected_{false};

@@ -34,6 +34,10 @@ class server_error : public std::runtime_error {
   const std::string& reply() const noexcept { return reply_; }
   // The first word of the reply: "ERR", "WRONGTYPE", "NOSCRIPT", "BUSYGROUP", ...
   std::string_view code() const noexcept;
+  // The server refused to run the command for now: LOADING (a restarted server loading its
+  // dataset), BUSY (a script running too long), TRYAGAIN, MASTERDOWN. The command did not run;
+  // running it again later is safe.
+  bool transient() const noexcept;
 
  private:
   std::string command_;
