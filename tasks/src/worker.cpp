@@ -700,6 +700,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     recover_timer.cancel();
     for (auto& q : queues) q->promoter_wake->cancel();
     while (loops > 0) co_await wait_on(idle);
+    co_await release_buffered();  // what a last recovery pass took over after the first hand-back
     if (!flushing) co_await flush_acks();
     while (flushing) co_await wait_on(idle);
     close_connections();
@@ -708,16 +709,23 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 
   // Tasks fetched but never started go back to their stream now, not after the lease.
+  // Also hands back entries Redis delivered to this consumer that the worker never saw (a
+  // blocking read answered as its connection closed at stop, a reply lost with a connection):
+  // anything pending for this consumer that is not running here.
   awaitable<void> release_buffered() {
     for (auto& q : queues)
       for (std::size_t p = 0; p < priority_count; ++p) {
-        if (q->buffer[p].empty()) continue;
         std::vector<std::string> ids;
         for (auto& item : q->buffer[p]) ids.push_back(item.entry.id);
-        std::vector<std::string_view> args{consumer_group};
-        for (auto& id : ids) args.push_back(id);
         std::string_view keys[] = {q->keys.streams[p]};
         try {
+          auto mine = co_await redis::xpending(*commands, keys[0], consumer_group,
+                                               redis::pending_range{.count = 1000, .consumer = options.consumer});
+          for (auto& e : mine)
+            if (!q->owned[p].contains(e.id)) ids.push_back(e.id);
+          if (ids.empty()) continue;
+          std::vector<std::string_view> args{consumer_group};
+          for (auto& id : ids) args.push_back(id);
           auto released = co_await redis::evalsha(*commands, scripts::release(), keys, args);
           log::info("worker", "handed ", released.integer, " unstarted task(s) back to ", q->keys.streams[p]);
           q->buffer[p].clear();

@@ -603,9 +603,9 @@ TEST_F(process_test, tasks_fetched_as_the_worker_stops_are_handed_back_at_once) 
 // delivered to that read by Redis (pending for the worker from then on) while the worker is
 // already closing the connection. Made certain here: Redis is paused (SIGSTOP) while the enqueue
 // and the worker's close reach it, in that order. The worker must not leave the task pending.
-// DISABLED until the worker's stop handles it (tasks/src/worker.cpp closes the blocking
-// connection, and the entry Redis delivered to it stays pending for the lease: 3 of 3 runs).
-TEST_F(process_test, DISABLED_a_task_delivered_to_a_stopping_idle_worker_is_not_left_pending) {
+// (Before the worker's stop swept its own pending entries, the task stayed pending for the
+// lease: 3 of 3 runs.)
+TEST_F(process_test, a_task_delivered_to_a_stopping_idle_worker_is_not_left_pending) {
   enqueue_records(server, 1, 0);
   worker_process worker(server, {"--concurrency", "4", "--lease-ms", "60000"});
   ASSERT_TRUE(wait_for([&] { return done() == 1; }, 60s)) << "the worker did not start";

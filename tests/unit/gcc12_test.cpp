@@ -36,8 +36,10 @@ std::size_t run_both(Body body) {
   return with_flag * 1000 + without_flag;
 }
 
+// Under TSan the double free goes unnoticed (its allocator does not abort), so only the plain and
+// ASan builds can show the crash.
 constexpr bool affected_compiler =
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13 && !defined(__SANITIZE_THREAD__)
     true;
 #else
     false;
@@ -50,7 +52,7 @@ TEST(gcc12, a_named_variable_instead_of_a_conditional_temporary_in_co_await_work
 }
 
 TEST(gcc12, a_conditional_string_temporary_inside_co_await_is_miscompiled) {
-  if (!affected_compiler) GTEST_SKIP() << "only GCC before 13 is known to miscompile this";
+  if (!affected_compiler) GTEST_SKIP() << "only GCC before 13 is known to miscompile this, and TSan hides the double free";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
