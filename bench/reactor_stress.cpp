@@ -431,16 +431,16 @@ class stress {
  private:
   std::string probe_stream(std::size_t i) const { return "stress:probe:" + std::to_string(i); }
 
-  redis::config config(std::string name) const {
-    redis::config cfg;
+  transport::config config(std::string name) const {
+    transport::config cfg;
     cfg.host = "127.0.0.1";
     cfg.port = port_;
     cfg.client_name = std::move(name);
     return cfg;
   }
 
-  std::shared_ptr<redis::connection> open(const asio::any_io_executor& ex, std::string name) {
-    auto c = redis::connection::create(ex, config(std::move(name)));
+  std::shared_ptr<transport::connection> open(const asio::any_io_executor& ex, std::string name) {
+    auto c = transport::connection::create(ex, config(std::move(name)));
     run_on(ex, c->connect());
     return c;
   }
@@ -503,11 +503,11 @@ class stress {
   }
 
   awaitable<void> create_probe_group(std::string stream) {
-    co_await redis::xgroup_create(*admin_, stream, "probe", "$");
+    co_await transport::xgroup_create(*admin_, stream, "probe", "$");
   }
 
   awaitable<std::string> info(std::string section) {
-    co_return redis::as_string(co_await admin_->call("INFO", section), "INFO");
+    co_return transport::as_string(co_await admin_->call("INFO", section), "INFO");
   }
 
   // Entries not yet finished: in the streams (pending or not) and in the delayed sets.
@@ -515,11 +515,11 @@ class stress {
     std::int64_t left = 0;
     for (auto& q : queue_names_) {
       tasks::queue_keys keys("sf", q);
-      redis::request req;
+      transport::request req;
       for (auto& s : keys.streams) req.push("XLEN", s);
       req.push("ZCARD", keys.delayed);
       auto replies = co_await admin_->exec(std::move(req));
-      for (auto& r : replies) left += redis::as_integer(r, "XLEN/ZCARD");
+      for (auto& r : replies) left += transport::as_integer(r, "XLEN/ZCARD");
     }
     co_return left;
   }
@@ -528,7 +528,7 @@ class stress {
     std::int64_t n = 0;
     for (auto& q : queue_names_) {
       tasks::queue_keys keys("sf", q);
-      n += co_await redis::xlen(*admin_, keys.dead);
+      n += co_await transport::xlen(*admin_, keys.dead);
     }
     co_return n;
   }
@@ -618,11 +618,11 @@ class stress {
   // timer's expiry cancels every wait on it, so each loop's re-arm woke the other, which re-armed
   // it in turn: thousands of cancellations per second, each followed by a command (a script for
   // role 0, XPENDING for role 1). With --shared-timer 0 each loop pauses 1 ms after waking.
-  awaitable<void> shared_timer_loop(std::shared_ptr<asio::steady_timer> shared, std::shared_ptr<redis::connection> c,
+  awaitable<void> shared_timer_loop(std::shared_ptr<asio::steady_timer> shared, std::shared_ptr<transport::connection> c,
                                     std::size_t index, int role) {
     auto ex = co_await asio::this_coro::executor;
     asio::steady_timer pause(ex);
-    static const redis::script feed(
+    static const transport::script feed(
         "redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000', '*', 'n', ARGV[1]) return 1");
     const std::string stream = probe_stream(index);
     const tasks::queue_keys keys("sf", queue_names_[index % queue_names_.size()]);
@@ -637,10 +637,10 @@ class stress {
           std::string count = std::to_string(++n);
           std::string_view script_keys[] = {stream};
           std::string_view script_args[] = {count};
-          co_await redis::evalsha(*c, feed, script_keys, script_args);
+          co_await transport::evalsha(*c, feed, script_keys, script_args);
         } else {
-          redis::pending_range range{.count = 10, .min_idle = milliseconds(o_.lease_ms)};
-          co_await redis::xpending(*c, keys.streams[n++ % tasks::priority_count], tasks::consumer_group, range);
+          transport::pending_range range{.count = 10, .min_idle = milliseconds(o_.lease_ms)};
+          co_await transport::xpending(*c, keys.streams[n++ % tasks::priority_count], tasks::consumer_group, range);
         }
         ++k_.loop_commands;
       } catch (const std::exception& e) {
@@ -656,14 +656,14 @@ class stress {
   }
 
   // A blocking XREADGROUP connection of our own (the workers' are internal), fed by role 0 above.
-  awaitable<void> blocker(std::shared_ptr<redis::connection> c, std::size_t index) {
+  awaitable<void> blocker(std::shared_ptr<transport::connection> c, std::size_t index) {
     const std::string stream = probe_stream(index);
-    redis::stream_offset from[] = {{stream, ">"}};
-    redis::xreadgroup_options block{.count = 100, .block = milliseconds(100), .noack = true};
+    transport::stream_offset from[] = {{stream, ">"}};
+    transport::xreadgroup_options block{.count = 100, .block = milliseconds(100), .noack = true};
     while (!load_stop_.stop_requested()) {
       bool failed = false;
       try {
-        co_await redis::xreadgroup(*c, "probe", "blocker", from, block);
+        co_await transport::xreadgroup(*c, "probe", "blocker", from, block);
         ++k_.blocker_reads;
       } catch (const std::exception& e) {
         ++k_.blocker_failures;
@@ -695,18 +695,18 @@ class stress {
       task.correlation_id = task.id;
       task.enqueued_ms = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
       auto fields = task.to_fields();
-      std::vector<redis::field_view> views;
+      std::vector<transport::field_view> views;
       for (std::size_t f = 0; f + 1 < fields.size(); f += 2) views.push_back({fields[f], fields[f + 1]});
-      redis::request commands;
-      redis::add_xadd(commands, keys.streams[p], views);
-      redis::stream_offset from[] = {{keys.streams[p], ">"}};
-      redis::xreadgroup_options opts{.count = 1};
-      redis::add_xreadgroup(commands, tasks::consumer_group, "ghost", from, opts);
+      transport::request commands;
+      transport::add_xadd(commands, keys.streams[p], views);
+      transport::stream_offset from[] = {{keys.streams[p], ">"}};
+      transport::xreadgroup_options opts{.count = 1};
+      transport::add_xreadgroup(commands, tasks::consumer_group, "ghost", from, opts);
       try {
-        auto replies = co_await redis::transaction(*admin_, commands);
+        auto replies = co_await transport::transaction(*admin_, commands);
         ++k_.enqueued;
         if (replies.size() == 2)
-          for (auto& b : redis::decode_stream_batches(std::move(replies[1]))) k_.ghost_taken += b.entries.size();
+          for (auto& b : transport::decode_stream_batches(std::move(replies[1]))) k_.ghost_taken += b.entries.size();
       } catch (const std::exception& e) {
         ++k_.ghost_failures;
         k_.failed("ghost read", e);
@@ -724,7 +724,7 @@ class stress {
       tick.expires_after(period);
       boost::system::error_code ec;
       co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      auto c = redis::connection::create(rt_.executor(), config("stress-churn"));
+      auto c = transport::connection::create(rt_.executor(), config("stress-churn"));
       ++k_.churn_attempts;
       try {
         co_await c->connect();
@@ -746,8 +746,8 @@ class stress {
   std::vector<std::string> queue_names_;
   stop_source load_stop_;
   stop_source worker_stop_;
-  std::shared_ptr<redis::connection> admin_, producer_;
-  std::vector<std::shared_ptr<redis::connection>> loops_, blockers_;
+  std::shared_ptr<transport::connection> admin_, producer_;
+  std::vector<std::shared_ptr<transport::connection>> loops_, blockers_;
   std::vector<std::unique_ptr<tasks::worker>> workers_;
   std::vector<std::future<void>> worker_runs_;
 };

@@ -71,8 +71,8 @@ std::int64_t unix_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-redis::config local_config(std::uint16_t port, std::string client_name) {
-  redis::config cfg;
+transport::config local_config(std::uint16_t port, std::string client_name) {
+  transport::config cfg;
   cfg.host = "127.0.0.1";
   cfg.port = port;
   cfg.client_name = std::move(client_name);
@@ -318,13 +318,13 @@ struct cpu_mark {
 // `producer` for the client.
 struct session {
   sagaflow::runtime& rt;
-  redis::config cfg;
-  std::shared_ptr<redis::connection> control, producer;
+  transport::config cfg;
+  std::shared_ptr<transport::connection> control, producer;
   std::shared_ptr<tasks::client> client;
   pid_t worker_pid = -1;
 
-  std::shared_ptr<redis::connection> open() {
-    auto c = redis::connection::create(rt.executor(), cfg);
+  std::shared_ptr<transport::connection> open() {
+    auto c = transport::connection::create(rt.executor(), cfg);
     run_on(c->get_executor(), c->connect());
     return c;
   }
@@ -332,25 +332,25 @@ struct session {
   template <typename T>
   T control_run(awaitable<T> op) { return run_on(control->get_executor(), std::move(op)); }
 
-  redis::resp::value call(redis::request req) {
+  transport::resp::value call(transport::request req) {
     auto c = control;
     return control_run(c->call(std::move(req)));
   }
-  std::int64_t integer(redis::request req) {
+  std::int64_t integer(transport::request req) {
     auto name = std::string(req.command_name(0));
-    return redis::as_integer(call(std::move(req)), name);
+    return transport::as_integer(call(std::move(req)), name);
   }
   std::string info(std::string_view section) {
-    redis::request req;
+    transport::request req;
     req.push("INFO", section);
-    return redis::as_string(call(std::move(req)), "INFO");
+    return transport::as_string(call(std::move(req)), "INFO");
   }
   double server_cpu() {
     auto text = info("cpu");
     return std::stod(info_field(text, "used_cpu_user")) + std::stod(info_field(text, "used_cpu_sys"));
   }
   void del(std::initializer_list<std::string> keys) {
-    redis::request req;
+    transport::request req;
     req.begin(1 + keys.size()).arg("DEL");
     for (auto& k : keys) req.arg(k);
     call(std::move(req));
@@ -421,18 +421,18 @@ struct drained_at {
   clock_type::time_point all_but_tail;  // at most `tail` tasks were left
 };
 
-awaitable<drained_at> wait_drained(std::shared_ptr<redis::connection> c, std::string stream, std::string delayed,
+awaitable<drained_at> wait_drained(std::shared_ptr<transport::connection> c, std::string stream, std::string delayed,
                                    clock_type::time_point give_up, std::int64_t tail = 0) {
-  redis::request check;
+  transport::request check;
   check.push("XLEN", stream).push("ZCARD", delayed);
   drained_at at;
   bool tail_seen = false;
   for (;;) {
-    auto counts = co_await redis::transaction(*c, check);  // EXEC's replies: XLEN's, ZCARD's
+    auto counts = co_await transport::transaction(*c, check);  // EXEC's replies: XLEN's, ZCARD's
     if (counts.size() != 2) throw std::runtime_error("MULTI XLEN ZCARD EXEC: unexpected reply");
     auto now = clock_type::now();
-    auto in_stream = redis::as_integer(counts[0], "XLEN");
-    auto delayed_count = redis::as_integer(counts[1], "ZCARD");
+    auto in_stream = transport::as_integer(counts[0], "XLEN");
+    auto delayed_count = transport::as_integer(counts[1], "ZCARD");
     if (!tail_seen && in_stream + delayed_count <= tail) {
       at.all_but_tail = now;
       tail_seen = true;
@@ -460,7 +460,7 @@ phase_result through_worker(session& s, std::string name, std::string_view task,
                             std::uint64_t n, const tasks_options& o) {
   auto& keys = worker_keys();
   const std::string& stream = keys.streams[static_cast<std::size_t>(tasks::priority::normal)];
-  auto dead_before = s.integer(redis::request().push("XLEN", keys.dead));
+  auto dead_before = s.integer(transport::request().push("XLEN", keys.dead));
   auto before = s.mark();
   auto start = clock_type::now();
   s.enqueue_bulk(worker_queue, task, options, n, o.batch, o.inflight);
@@ -472,7 +472,7 @@ phase_result through_worker(session& s, std::string name, std::string_view task,
                  std::chrono::duration<double>(enqueued - start).count()};
   r.tail_seconds = std::chrono::duration<double>(drained.all - drained.all_but_tail).count();
   s.charge(r, before);
-  auto dead_after = s.integer(redis::request().push("XLEN", keys.dead));
+  auto dead_after = s.integer(transport::request().push("XLEN", keys.dead));
   if (dead_after != dead_before)
     throw std::runtime_error(r.name + ": " + std::to_string(dead_after - dead_before) + " task(s) went to the dead letters");
   report(r);
@@ -490,7 +490,7 @@ phase_result enqueue_only(session& s, const tasks_options& o) {
   phase_result r{"enqueue_bulk only (" + std::to_string(o.batch) + "/call, " + std::to_string(o.inflight) + " in flight)",
                  o.n, std::chrono::duration<double>(clock_type::now() - start).count()};
   s.charge(r, before);
-  auto len = s.integer(redis::request().push("XLEN", stream));
+  auto len = s.integer(transport::request().push("XLEN", stream));
   if (len != static_cast<std::int64_t>(o.n))
     throw std::runtime_error(r.name + ": expected " + std::to_string(o.n) + " entries, XLEN says " + std::to_string(len));
   s.del({stream});
@@ -567,7 +567,7 @@ void wait_worker_ready(session& s, child_process& worker) {
   for (;;) {
     if (!worker.running())
       throw std::runtime_error("the worker process exited at start (wait status " + std::to_string(worker.exit_status()) + ")");
-    auto clients = redis::as_string(s.call(redis::request().push("CLIENT", "LIST")), "CLIENT LIST");
+    auto clients = transport::as_string(s.call(transport::request().push("CLIENT", "LIST")), "CLIENT LIST");
     std::istringstream lines(clients);
     std::string line;
     while (std::getline(lines, line)) {

@@ -1,5 +1,5 @@
 // sagaflow-bench transport: pipelined XADD and XREADGROUP+XACK throughput of
-// sagaflow::redis::connection, next to redis-benchmark's XADD figures on the same private server.
+// sagaflow::transport::connection, next to redis-benchmark's XADD figures on the same private server.
 #include "transport_bench.hpp"
 
 #include "flags.hpp"
@@ -81,13 +81,13 @@ std::string info_field(const std::string& info, std::string_view name) {
   return info.substr(at, info.find_first_of("\r\n", at) - at);
 }
 
-awaitable<std::string> info(redis::connection& c, std::string_view section) {
-  co_return redis::as_string(co_await c.call("INFO", section), "INFO");
+awaitable<std::string> info(transport::connection& c, std::string_view section) {
+  co_return transport::as_string(co_await c.call("INFO", section), "INFO");
 }
 
 // CPU time redis-server has used so far: tells whether a run was limited by the server or by
 // the client sharing the same two cores.
-awaitable<double> server_cpu_seconds(redis::connection& c) {
+awaitable<double> server_cpu_seconds(transport::connection& c) {
   auto text = co_await info(c, "cpu");
   co_return std::stod(info_field(text, "used_cpu_user")) + std::stod(info_field(text, "used_cpu_sys"));
 }
@@ -111,14 +111,14 @@ void report(const phase_result& r) {
 // once and closed at the end. `control` (INFO, DEL, XPENDING) never carries measured traffic.
 struct session {
   sagaflow::runtime& rt;
-  redis::config cfg;
-  std::shared_ptr<redis::connection> control, first, second;
+  transport::config cfg;
+  std::shared_ptr<transport::connection> control, first, second;
 
   template <typename T>
   T control_run(awaitable<T> op) { return run_on(control->get_executor(), std::move(op)); }
 
-  std::shared_ptr<redis::connection> open() {
-    auto c = redis::connection::create(rt.executor(), cfg);
+  std::shared_ptr<transport::connection> open() {
+    auto c = transport::connection::create(rt.executor(), cfg);
     run_on(c->get_executor(), c->connect());
     return c;
   }
@@ -140,7 +140,7 @@ struct session {
 
   std::int64_t xlen(std::string key) {
     auto c = control;
-    return control_run([c, key]() -> awaitable<std::int64_t> { co_return co_await redis::xlen(*c, key); }());
+    return control_run([c, key]() -> awaitable<std::int64_t> { co_return co_await transport::xlen(*c, key); }());
   }
 };
 
@@ -153,16 +153,16 @@ std::uint64_t claim(std::atomic<std::int64_t>& budget, std::uint64_t want) {
 
 // One of `inflight` loops per connection: each keeps one request of up to `pipeline` XADDs in
 // flight, so the connection always has the next requests queued while replies come back.
-awaitable<void> xadd_worker(std::shared_ptr<redis::connection> conn, std::string key,
+awaitable<void> xadd_worker(std::shared_ptr<transport::connection> conn, std::string key,
                             std::atomic<std::int64_t>& budget, std::uint64_t pipeline,
                             std::atomic<std::uint64_t>& added) {
-  const redis::field_view fields[] = {{"f", "v"}};
+  const transport::field_view fields[] = {{"f", "v"}};
   for (;;) {
     auto take = claim(budget, pipeline);
     if (take == 0) co_return;
     // Built per request, as an application would: serialization is part of what we measure.
-    redis::request req;
-    for (std::uint64_t i = 0; i < take; ++i) redis::add_xadd(req, key, fields);
+    transport::request req;
+    for (std::uint64_t i = 0; i < take; ++i) transport::add_xadd(req, key, fields);
     auto replies = co_await conn->exec(std::move(req));
     if (replies.size() != take) throw std::runtime_error("XADD: " + std::to_string(replies.size()) + " replies for " + std::to_string(take) + " commands");
     for (auto& r : replies)
@@ -174,7 +174,7 @@ awaitable<void> xadd_worker(std::shared_ptr<redis::connection> conn, std::string
 phase_result xadd_phase(session& s, std::string name, const std::string& key, std::uint64_t n,
                         std::uint64_t pipeline, std::uint64_t inflight, std::size_t connections) {
   s.del(key);
-  std::vector<std::shared_ptr<redis::connection>> conns{s.first};
+  std::vector<std::shared_ptr<transport::connection>> conns{s.first};
   if (connections > 1) conns.push_back(s.second);
   std::atomic<std::int64_t> budget{static_cast<std::int64_t>(n)};
   std::atomic<std::uint64_t> added{0};
@@ -205,22 +205,22 @@ struct read_ack_counts {
 
 // One consumer of the group: every request acknowledges the previous batch and reads the next
 // one (XACK + XREADGROUP in one pipeline), so each batch costs one round trip.
-awaitable<void> read_ack_worker(std::shared_ptr<redis::connection> conn, std::string key, std::string consumer,
+awaitable<void> read_ack_worker(std::shared_ptr<transport::connection> conn, std::string key, std::string consumer,
                                 std::uint64_t count, read_ack_counts& counts) {
-  const redis::stream_offset from[] = {{key, ">"}};
+  const transport::stream_offset from[] = {{key, ">"}};
   std::vector<std::string> to_ack;
   for (;;) {
-    redis::request req;
-    if (!to_ack.empty()) redis::add_xack(req, key, group_name, to_ack);
-    redis::add_xreadgroup(req, group_name, consumer, from, {.count = static_cast<std::size_t>(count)});
+    transport::request req;
+    if (!to_ack.empty()) transport::add_xack(req, key, group_name, to_ack);
+    transport::add_xreadgroup(req, group_name, consumer, from, {.count = static_cast<std::size_t>(count)});
     auto replies = co_await conn->exec(std::move(req));
     if (replies.size() != (to_ack.empty() ? 1u : 2u))
       throw std::runtime_error("XACK+XREADGROUP: " + std::to_string(replies.size()) + " replies");
     for (std::size_t i = 0; i < replies.size(); ++i)
       if (replies[i].is_error())
         throw std::runtime_error(std::string(i + 1 == replies.size() ? "XREADGROUP" : "XACK") + " failed: " + replies[i].text);
-    if (!to_ack.empty()) counts.acked.fetch_add(static_cast<std::uint64_t>(redis::as_integer(replies[0], "XACK")));
-    auto batches = redis::decode_stream_batches(std::move(replies.back()));
+    if (!to_ack.empty()) counts.acked.fetch_add(static_cast<std::uint64_t>(transport::as_integer(replies[0], "XACK")));
+    auto batches = transport::decode_stream_batches(std::move(replies.back()));
     to_ack.clear();
     for (auto& b : batches)
       for (auto& e : b.entries) {
@@ -239,7 +239,7 @@ phase_result read_ack_phase(session& s, std::string name, const std::string& key
                             std::uint64_t readers, std::uint64_t count) {
   auto control = s.control;
   s.control_run([control, key]() -> awaitable<void> {
-    co_await redis::xgroup_create(*control, key, group_name, "0", false);
+    co_await transport::xgroup_create(*control, key, group_name, "0", false);
   }());
   auto conn = s.first;
   read_ack_counts counts;
@@ -256,8 +256,8 @@ phase_result read_ack_phase(session& s, std::string name, const std::string& key
   r.client_cpu = cpu_seconds(RUSAGE_SELF) - client_before;
   r.server_cpu = s.server_cpu() - server_before;
 
-  auto pending = s.control_run([control, key]() -> awaitable<redis::pending_summary> {
-    co_return co_await redis::xpending(*control, key, group_name);
+  auto pending = s.control_run([control, key]() -> awaitable<transport::pending_summary> {
+    co_return co_await transport::xpending(*control, key, group_name);
   }());
   if (counts.consumed.load() != n || counts.acked.load() != n || pending.count != 0)
     throw std::runtime_error(r.name + " check failed: consumed " + std::to_string(counts.consumed.load()) + " of " +
@@ -330,7 +330,7 @@ int run_transport_bench(std::span<const std::string_view> args) {
     redis_process server;
     sagaflow::runtime rt({.threads = static_cast<std::size_t>(o.threads)});
     rt.start();
-    redis::config cfg;
+    transport::config cfg;
     cfg.host = "127.0.0.1";
     cfg.port = server.port();
     cfg.client_name = "sagaflow-bench";

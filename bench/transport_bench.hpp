@@ -1,4 +1,4 @@
-// The "transport" mode of sagaflow-bench: throughput of sagaflow::redis::connection.
+// The "transport" mode of sagaflow-bench: throughput of sagaflow::transport::connection.
 #pragma once
 
 #include <span>

@@ -94,13 +94,13 @@ int main(int argc, char** argv) {
   auto payload = boost::json::parse(payload_text, ec);
   if (ec) usage_error("--payload is not JSON: " + ec.message());
   if (name.empty()) usage_error("--name must not be empty");
-  sagaflow::redis::config cfg;
+  sagaflow::transport::config cfg;
   sagaflow::runtime rt({.threads = 1});
-  std::shared_ptr<sagaflow::redis::connection> conn;
+  std::shared_ptr<sagaflow::transport::connection> conn;
   try {
     tasks::validate_queue_name(queue);
-    if (!url.empty()) cfg = sagaflow::redis::config::from_url(url);
-    conn = sagaflow::redis::connection::create(rt.executor(), cfg);  // checks TLS files
+    if (!url.empty()) cfg = sagaflow::transport::config::from_url(url);
+    conn = sagaflow::transport::connection::create(rt.executor(), cfg);  // checks TLS files
   } catch (const std::invalid_argument& e) {
     usage_error(sagaflow::log::error_text(e));
   }

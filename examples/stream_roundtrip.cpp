@@ -11,29 +11,29 @@
 #include <iostream>
 #include <string>
 
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 
-sagaflow::awaitable<void> roundtrip(std::shared_ptr<redis::connection> conn, int count) {
+sagaflow::awaitable<void> roundtrip(std::shared_ptr<transport::connection> conn, int count) {
   co_await conn->connect();
   std::cout << "connected to " << conn->config().describe() << " (RESP" << conn->protocol() << ")\n";
 
   const std::string stream = "sf:example:jobs:" + sagaflow::make_id();
   const std::string group = "workers";
-  co_await redis::xgroup_create(*conn, stream, group, "0");
+  co_await transport::xgroup_create(*conn, stream, group, "0");
 
   // Producer: one pipeline of XADDs, one write, one round trip.
-  redis::request batch;
+  transport::request batch;
   for (int i = 0; i < count; ++i) {
     std::string job = "job-" + std::to_string(i);
-    redis::field_view fields[] = {{"name", "resize-image"}, {"payload", job}};
-    redis::add_xadd(batch, stream, fields);
+    transport::field_view fields[] = {{"name", "resize-image"}, {"payload", job}};
+    transport::add_xadd(batch, stream, fields);
   }
   auto ids = co_await conn->exec(batch);
   std::cout << "producer: added " << ids.size() << " jobs to " << stream << "\n";
 
   // Consumer: read what is new for this group, handle, acknowledge.
-  redis::stream_offset from[] = {{stream, ">"}};
-  auto batches = co_await redis::xreadgroup(*conn, group, "consumer-1", from, {.count = static_cast<std::size_t>(count)});
+  transport::stream_offset from[] = {{stream, ">"}};
+  auto batches = co_await transport::xreadgroup(*conn, group, "consumer-1", from, {.count = static_cast<std::size_t>(count)});
   std::vector<std::string> done;
   for (auto& b : batches)
     for (auto& entry : b.entries) {
@@ -41,8 +41,8 @@ sagaflow::awaitable<void> roundtrip(std::shared_ptr<redis::connection> conn, int
                 << *entry.find("payload") << "\n";
       done.push_back(entry.id);
     }
-  auto acked = co_await redis::xack(*conn, stream, group, done);
-  auto pending = co_await redis::xpending(*conn, stream, group);
+  auto acked = co_await transport::xack(*conn, stream, group, done);
+  auto pending = co_await transport::xpending(*conn, stream, group);
   std::cout << "consumer: acknowledged " << acked << "; still pending: " << pending.count << "\n";
 
   co_await conn->call("DEL", stream);
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
   try {
     sagaflow::runtime rt({.threads = 1});
     rt.start();
-    auto conn = redis::connection::create(rt.executor(), redis::config::from_env());
+    auto conn = transport::connection::create(rt.executor(), transport::config::from_env());
     boost::asio::co_spawn(conn->get_executor(), roundtrip(conn, count), boost::asio::use_future).get();
     std::cout << "done: every job was handled and acknowledged\n";
     return 0;

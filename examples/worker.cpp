@@ -92,7 +92,7 @@ std::vector<tasks::queue_config> parse_queues(const std::string& list) {
 
 // The "record" task: optional work, optional planned failures, then its traces in Redis (see
 // help_text). Process tests count lost tasks, duplicates and who ran what from these keys.
-tasks::handler record_handler(std::shared_ptr<sagaflow::redis::connection> results, std::string consumer) {
+tasks::handler record_handler(std::shared_ptr<sagaflow::transport::connection> results, std::string consumer) {
   return [results = std::move(results), consumer = std::move(consumer)](tasks::task_context& ctx) -> awaitable<void> {
     auto payload = ctx.json();
     std::int64_t ms = 0, fail_attempts = 0;
@@ -106,13 +106,13 @@ tasks::handler record_handler(std::shared_ptr<sagaflow::redis::connection> resul
     if (ms > 0) co_await sagaflow::sleep_for(std::chrono::milliseconds(ms));
     if (ctx.task.attempt <= fail_attempts)
       throw std::runtime_error("planned failure of attempt " + std::to_string(ctx.task.attempt));
-    sagaflow::redis::request req;
+    sagaflow::transport::request req;
     const auto& queue = ctx.task.queue;
     req.push("SADD", queue + ":done", ctx.task.id).push("INCR", queue + ":runs");
     req.push("HINCRBY", queue + ":by-worker", consumer, 1);
     if (ctx.task.attempt != 1) req.push("INCR", queue + ":retried");
     auto replies = co_await results->exec(std::move(req));
-    sagaflow::redis::throw_on_error(req, replies);
+    sagaflow::transport::throw_on_error(req, replies);
   };
 }
 
@@ -143,15 +143,15 @@ int main(int argc, char** argv) {
 
   // Everything that can be checked without Redis is checked before starting, so that a bad
   // URL, queue name or lease exits 2 with the reason.
-  sagaflow::redis::config cfg;
+  sagaflow::transport::config cfg;
   std::optional<sagaflow::runtime> rt;
   std::optional<tasks::worker> worker;
-  std::shared_ptr<sagaflow::redis::connection> results;  // for the "record" task
+  std::shared_ptr<sagaflow::transport::connection> results;  // for the "record" task
   try {
-    if (!url.empty()) cfg = sagaflow::redis::config::from_url(url);
+    if (!url.empty()) cfg = sagaflow::transport::config::from_url(url);
     rt.emplace(sagaflow::runtime_options{.threads = 1});
     worker.emplace(rt->executor(), cfg, options);
-    results = sagaflow::redis::connection::create(rt->executor(), cfg);
+    results = sagaflow::transport::connection::create(rt->executor(), cfg);
   } catch (const std::invalid_argument& e) {
     usage_error(sagaflow::log::error_text(e));
   }

@@ -15,8 +15,8 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-std::vector<redis::field_view> field_views(const std::vector<std::string>& flat) {
-  std::vector<redis::field_view> out;
+std::vector<transport::field_view> field_views(const std::vector<std::string>& flat) {
+  std::vector<transport::field_view> out;
   out.reserve(flat.size() / 2);
   for (std::size_t i = 0; i + 1 < flat.size(); i += 2) out.push_back({flat[i], flat[i + 1]});
   return out;
@@ -43,7 +43,7 @@ void validate_queue_name(std::string_view queue) {
       throw std::invalid_argument("queue name '" + std::string(queue) + "' may not contain braces, colons or whitespace");
 }
 
-client::client(std::shared_ptr<redis::connection> connection, client_options options)
+client::client(std::shared_ptr<transport::connection> connection, client_options options)
     : connection_(std::move(connection)), options_(std::move(options)) {}
 
 envelope client::make_envelope(std::string name, tasks::payload payload, const enqueue_options& o) const {
@@ -78,7 +78,7 @@ awaitable<std::string> client::enqueue(std::string name, tasks::payload payload,
   auto fields = e.to_fields();
   if (!due && options.idempotency_key.empty()) {
     auto fv = field_views(fields);
-    co_await redis::xadd(*connection_, stream, fv);
+    co_await transport::xadd(*connection_, stream, fv);
     co_return e.id;
   }
   std::string uniq = keys.uniq(options.idempotency_key);
@@ -88,8 +88,8 @@ awaitable<std::string> client::enqueue(std::string name, tasks::payload payload,
   std::vector<std::string_view> args{due ? "delay" : "now", due_text, ttl, e.id, member};
   for (auto& f : fields) args.push_back(f);
   std::string_view script_keys[] = {stream, keys.delayed, uniq};
-  auto reply = co_await redis::evalsha(*connection_, scripts::enqueue(), script_keys, args);
-  if (reply.elements.size() != 2) throw boost::system::system_error(redis::error::unexpected_reply, "enqueue script");
+  auto reply = co_await transport::evalsha(*connection_, scripts::enqueue(), script_keys, args);
+  if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "enqueue script");
   co_return std::move(reply.elements[1].text);
 }
 
@@ -102,19 +102,19 @@ awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> 
       throw std::invalid_argument("enqueue_bulk takes tasks due now without idempotency keys; use enqueue() for task '" + t.name + "'");
     envelopes.push_back(make_envelope(std::move(t.name), std::move(t.payload), t.options));
   }
-  redis::request req;
+  transport::request req;
   std::vector<std::string> ids;
   ids.reserve(envelopes.size());
   for (auto& e : envelopes) {
     queue_keys keys(options_.prefix, e.queue);
     auto fields = e.to_fields();
     auto fv = field_views(fields);
-    redis::add_xadd(req, keys.streams[static_cast<std::size_t>(e.priority)], fv);
+    transport::add_xadd(req, keys.streams[static_cast<std::size_t>(e.priority)], fv);
     ids.push_back(e.id);
   }
   auto replies = co_await connection_->exec(std::move(req));
   for (std::size_t i = 0; i < replies.size(); ++i)
-    if (replies[i].is_error()) throw redis::server_error("XADD", replies[i].text);
+    if (replies[i].is_error()) throw transport::server_error("XADD", replies[i].text);
   co_return ids;
 }
 
@@ -135,7 +135,7 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
   auto reply = co_await connection_->call("XRANGE", keys.dead, "-", "+", "COUNT", count);
   std::vector<dead_letter> out;
   for (auto& raw : reply.elements) {
-    redis::stream_entry entry;
+    transport::stream_entry entry;
     entry.id = raw.elements.at(0).text;
     auto& f = raw.elements.at(1).elements;
     for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(f[i].text, f[i + 1].text);
@@ -165,7 +165,7 @@ awaitable<std::size_t> client::requeue_dead(std::string queue, std::string entry
   std::string_view script_keys[] = {keys.dead, keys.streams[0], keys.streams[1], keys.streams[2], keys.streams[3]};
   std::string n = std::to_string(count);
   std::string_view args[] = {entry_id, n};
-  auto reply = co_await redis::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
+  auto reply = co_await transport::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
   co_return static_cast<std::size_t>(reply.integer);
 }
 

@@ -4,12 +4,12 @@
 #include <sagaflow/transport/commands.hpp>
 
 namespace sagaflow::tasks::scripts {
-const redis::script& enqueue();
-const redis::script& fetch();
-const redis::script& retry();
-const redis::script& dead();
-const redis::script& promote();
-const redis::script& requeue_dead();
-const redis::script& renew();
-const redis::script& release();
+const transport::script& enqueue();
+const transport::script& fetch();
+const transport::script& retry();
+const transport::script& dead();
+const transport::script& promote();
+const transport::script& requeue_dead();
+const transport::script& renew();
+const transport::script& release();
 }  // namespace sagaflow::tasks::scripts

@@ -56,7 +56,7 @@ awaitable<void> wait_on(asio::steady_timer& timer, steady_clock::time_point t = 
 struct worker::impl : std::enable_shared_from_this<worker::impl> {
   struct fetched {
     std::size_t stream;  // priority index
-    redis::stream_entry entry;
+    transport::stream_entry entry;
   };
 
   struct queue_state {
@@ -68,7 +68,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     std::array<std::set<std::string>, priority_count> owned;  // pending for us: buffered or running
     std::array<std::vector<std::string>, priority_count> to_ack;
     std::vector<std::pair<std::string, std::string>> results;  // key, JSON: written before the acks
-    std::shared_ptr<redis::connection> blocking;  // XREADGROUP BLOCK only
+    std::shared_ptr<transport::connection> blocking;  // XREADGROUP BLOCK only
     std::unique_ptr<asio::steady_timer> slot_freed;
     std::unique_ptr<asio::steady_timer> promoter_wake;
     steady_clock::time_point promoter_next = steady_clock::time_point::max();
@@ -82,10 +82,10 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   };
 
   asio::strand<asio::any_io_executor> strand;
-  redis::config redis_config;
+  transport::config redis_config;
   worker_options options;
   std::unordered_map<std::string, handler> handlers;
-  std::shared_ptr<redis::connection> commands;  // scripts, acks, renewals, recovery
+  std::shared_ptr<transport::connection> commands;  // scripts, acks, renewals, recovery
   std::vector<std::unique_ptr<queue_state>> queues;
   worker_stats stats;
   stop_source stop;
@@ -107,7 +107,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   // Room for the envelope's own fields around a payload of max_payload_bytes.
   static constexpr std::size_t envelope_allowance = 64 * 1024;
 
-  impl(asio::any_io_executor ex, redis::config cfg, worker_options opts)
+  impl(asio::any_io_executor ex, transport::config cfg, worker_options opts)
       : strand(asio::make_strand(ex)), redis_config(std::move(cfg)), options(std::move(opts)), idle(strand), renew_timer(strand), recover_timer(strand) {
     if (options.consumer.empty()) options.consumer = default_consumer();
     if (options.queues.empty()) throw std::invalid_argument("worker: no queues");
@@ -176,7 +176,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     return priority_count;
   }
 
-  void accept(queue_state& q, std::vector<redis::stream_batch>&& batches) {
+  void accept(queue_state& q, std::vector<transport::stream_batch>&& batches) {
     for (auto& b : batches) {
       auto p = stream_index(q, b.stream);
       if (p == priority_count) continue;
@@ -230,17 +230,17 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         for (auto p : order) keys.push_back(q.keys.streams[p]);
         std::string count = std::to_string(free);
         std::string_view args[] = {group, options.consumer, count};
-        auto reply = co_await redis::evalsha(*commands, scripts::fetch(), keys, args);
-        auto batches = redis::decode_stream_batches(std::move(reply));
+        auto reply = co_await transport::evalsha(*commands, scripts::fetch(), keys, args);
+        auto batches = transport::decode_stream_batches(std::move(reply));
         if (!batches.empty()) {
           accept(q, std::move(batches));
           continue;
         }
         // Nothing ready: block on all four streams until something arrives (or fetch_block).
-        redis::stream_offset from[priority_count];
+        transport::stream_offset from[priority_count];
         for (std::size_t p = 0; p < priority_count; ++p) from[p] = {q.keys.streams[p], ">"};
-        redis::xreadgroup_options block{.count = 1, .block = options.fetch_block};
-        auto woken = co_await redis::xreadgroup(*q.blocking, group, options.consumer, from, block);
+        transport::xreadgroup_options block{.count = 1, .block = options.fetch_block};
+        auto woken = co_await transport::xreadgroup(*q.blocking, group, options.consumer, from, block);
         accept(q, std::move(woken));
         continue;
       } catch (const std::exception& e) {
@@ -408,7 +408,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   // a reply was lost is harmless. After a lease's worth of failures the entry is let go instead
   // (no longer renewed) so that recovery takes it over: a task is never orphaned by its owner.
   // Returns the script's integer reply, or nothing when it was let go.
-  awaitable<std::optional<std::int64_t>> settle(queue_state& q, const fetched& item, const redis::script& script,
+  awaitable<std::optional<std::int64_t>> settle(queue_state& q, const fetched& item, const transport::script& script,
                                                 std::span<const std::string_view> keys,
                                                 std::span<const std::string_view> args, const std::string& what) {
     auto give_up = steady_clock::now() + options.lease;
@@ -417,7 +417,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
     std::optional<std::int64_t> outcome;
     for (std::uint32_t attempt = 1;; ++attempt) {
       try {
-        auto reply = co_await redis::evalsha(*commands, script, keys, args);
+        auto reply = co_await transport::evalsha(*commands, script, keys, args);
         outcome = reply.integer;
         break;
       } catch (const std::exception& e) {
@@ -438,7 +438,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
 
   static bool is_closed(const std::exception& e) {
     auto* se = dynamic_cast<const boost::system::system_error*>(&e);
-    return se && se->code() == redis::error::closed;
+    return se && se->code() == transport::error::closed;
   }
 
   void release(queue_state& q, const fetched& item) { q.owned[item.stream].erase(item.entry.id); }
@@ -460,7 +460,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         std::size_t stream;
         std::vector<std::string> ids;
       };
-      redis::request req;
+      transport::request req;
       std::vector<part> parts;
       std::vector<std::pair<queue_state*, std::vector<std::pair<std::string, std::string>>>> results;
       std::string ttl = std::to_string(options.result_ttl.count());
@@ -475,8 +475,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           if (q->to_ack[p].empty()) continue;
           part now{q.get(), p, {}};
           now.ids.swap(q->to_ack[p]);
-          redis::add_xack(req, q->keys.streams[p], consumer_group, now.ids);
-          redis::add_xdel(req, q->keys.streams[p], now.ids);
+          transport::add_xack(req, q->keys.streams[p], consumer_group, now.ids);
+          transport::add_xdel(req, q->keys.streams[p], now.ids);
           parts.push_back(std::move(now));
         }
       if (parts.empty() && results.empty()) break;
@@ -540,8 +540,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
       try {
         std::string now = std::to_string(now_ms());
         std::string_view args[] = {now, "500"};
-        auto reply = co_await redis::evalsha(*commands, scripts::promote(), keys, args);
-        auto moved = redis::as_integer(reply.elements.at(0), "promote moved");
+        auto reply = co_await transport::evalsha(*commands, scripts::promote(), keys, args);
+        auto moved = transport::as_integer(reply.elements.at(0), "promote moved");
         auto next = std::stoll(reply.elements.at(1).text);
         if (moved == 500) continue;  // more are due
         if (next >= 0) {
@@ -571,7 +571,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
           for (auto& id : ids) args.push_back(id);
           std::string_view keys[] = {q->keys.streams[p]};
           try {
-            co_await redis::evalsha(*commands, scripts::renew(), keys, args);
+            co_await transport::evalsha(*commands, scripts::renew(), keys, args);
           } catch (const std::exception& e) {
             log::warn("worker", "renewing leases: ", log::error_text(e));
           }
@@ -597,8 +597,8 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   // delivery_budget times already is dead-lettered instead: it keeps killing workers.
   awaitable<void> recover(queue_state& q, std::size_t p) {
     const std::string& stream = q.keys.streams[p];
-    auto stale = co_await redis::xpending(*commands, stream, consumer_group,
-                                          redis::pending_range{.count = 100, .min_idle = options.lease});
+    auto stale = co_await transport::xpending(*commands, stream, consumer_group,
+                                          transport::pending_range{.count = 100, .min_idle = options.lease});
     // Take over no more than this worker can start now: a recovered task waiting in the local
     // buffer would hold back a more urgent task that the fetcher cannot read while the buffer
     // fills the free slots. What is left is taken on a later pass, here or by another worker.
@@ -612,16 +612,16 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         take.push_back(e.id);
     }
     if (!take.empty()) {
-      auto claimed = co_await redis::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, take);
+      auto claimed = co_await transport::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, take);
       if (!claimed.empty()) {
         stats.recovered += claimed.size();
         log::info("worker", "took over ", claimed.size(), " task(s) of a silent worker from ", stream);
-        std::vector<redis::stream_batch> batch{{stream, std::move(claimed)}};
+        std::vector<transport::stream_batch> batch{{stream, std::move(claimed)}};
         accept(q, std::move(batch));
       }
     }
     if (!poison.empty()) {
-      auto claimed = co_await redis::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, poison);
+      auto claimed = co_await transport::xclaim(*commands, stream, consumer_group, options.consumer, options.lease, poison);
       for (auto& e : claimed) {
         fetched item{p, std::move(e)};
         q.owned[p].insert(item.entry.id);
@@ -639,12 +639,12 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   // --- life --------------------------------------------------------------------------------
   // The worker's connections, and the consumer group on every stream it reads.
   awaitable<void> connect() {
-    commands = redis::connection::create(strand, redis_config);
+    commands = transport::connection::create(strand, redis_config);
     co_await commands->connect();
     for (auto& q : queues) {
-      q->blocking = redis::connection::create(strand, redis_config);
+      q->blocking = transport::connection::create(strand, redis_config);
       co_await q->blocking->connect();
-      for (auto& stream : q->keys.streams) co_await redis::xgroup_create(*commands, stream, consumer_group, "0");
+      for (auto& stream : q->keys.streams) co_await transport::xgroup_create(*commands, stream, consumer_group, "0");
     }
   }
 
@@ -719,14 +719,14 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
         for (auto& item : q->buffer[p]) ids.push_back(item.entry.id);
         std::string_view keys[] = {q->keys.streams[p]};
         try {
-          auto mine = co_await redis::xpending(*commands, keys[0], consumer_group,
-                                               redis::pending_range{.count = 1000, .consumer = options.consumer});
+          auto mine = co_await transport::xpending(*commands, keys[0], consumer_group,
+                                               transport::pending_range{.count = 1000, .consumer = options.consumer});
           for (auto& e : mine)
             if (!q->owned[p].contains(e.id)) ids.push_back(e.id);
           if (ids.empty()) continue;
           std::vector<std::string_view> args{consumer_group};
           for (auto& id : ids) args.push_back(id);
-          auto released = co_await redis::evalsha(*commands, scripts::release(), keys, args);
+          auto released = co_await transport::evalsha(*commands, scripts::release(), keys, args);
           log::info("worker", "handed ", released.integer, " unstarted task(s) back to ", q->keys.streams[p]);
           q->buffer[p].clear();
           for (auto& id : ids) q->owned[p].erase(id);
@@ -743,7 +743,7 @@ struct worker::impl : std::enable_shared_from_this<worker::impl> {
   }
 };
 
-worker::worker(asio::any_io_executor ex, redis::config redis, worker_options options)
+worker::worker(asio::any_io_executor ex, transport::config redis, worker_options options)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(redis), std::move(options))) {}
 
 worker::~worker() = default;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-using namespace sagaflow::redis::resp;
+using namespace sagaflow::transport::resp;
 
 namespace {
 bool same(const value& a, const value& b) {

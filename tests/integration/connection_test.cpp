@@ -9,20 +9,20 @@
 #include <atomic>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 using sagaflow::awaitable;
 using sagaflow::testing::redis_server;
 using sagaflow::testing::run;
 
 namespace {
 
-std::shared_ptr<redis::connection> make(asio::any_io_executor ex, const redis::config& cfg) {
-  return redis::connection::create(std::move(ex), cfg);
+std::shared_ptr<transport::connection> make(asio::any_io_executor ex, const transport::config& cfg) {
+  return transport::connection::create(std::move(ex), cfg);
 }
 
 class connection_test : public ::testing::TestWithParam<int> {
  protected:
-  redis::config cfg() const {
+  transport::config cfg() const {
     auto c = server.config();
     c.protocol = GetParam();
     return c;
@@ -37,7 +37,7 @@ TEST_P(connection_test, pipelines_ten_thousand_commands_with_replies_in_order) {
     auto conn = make(co_await asio::this_coro::executor, cfg());
     co_await conn->connect();
     EXPECT_EQ(conn->protocol(), GetParam());
-    redis::request req;
+    transport::request req;
     for (int i = 0; i < 10'000; ++i) req.push("ECHO", i);
     auto replies = co_await conn->exec(req);
     EXPECT_EQ(replies.size(), 10'000u);
@@ -83,13 +83,13 @@ TEST_P(connection_test, server_error_names_the_command_and_keeps_the_connection_
     try {
       co_await conn->call("INCR", "text");
       ADD_FAILURE() << "INCR on a string must fail";
-    } catch (const redis::server_error& e) {
+    } catch (const transport::server_error& e) {
       EXPECT_EQ(e.command(), "INCR");
       EXPECT_EQ(e.code(), "ERR");
       EXPECT_NE(std::string(e.what()).find("not an integer"), std::string::npos) << e.what();
     }
     // In a pipeline, one error does not spoil the other replies.
-    redis::request req;
+    transport::request req;
     req.push("INCR", "text").push("SET", "n", 1).push("INCR", "n");
     auto replies = co_await conn->exec(req);
     EXPECT_TRUE(replies[0].is_error());
@@ -109,7 +109,7 @@ TEST_P(connection_test, a_command_without_reply_in_time_fails_with_timeout_and_t
       co_await conn->call("DEBUG", "SLEEP", "2");
       ADD_FAILURE() << "DEBUG SLEEP 2 must time out";
     } catch (const boost::system::system_error& e) {
-      EXPECT_EQ(e.code(), redis::error::timeout) << e.what();
+      EXPECT_EQ(e.code(), transport::error::timeout) << e.what();
     }
     // The stuck connection was dropped and rebuilt: later commands work.
     for (int i = 0;; ++i) {
@@ -135,7 +135,7 @@ TEST_P(connection_test, reconnects_after_a_server_restart_and_reports_the_comman
 
     // A blocking command is in flight when the server goes away: its caller is told.
     auto blocked = asio::co_spawn(ex, [conn]() -> awaitable<boost::system::error_code> {
-      redis::request req;
+      transport::request req;
       req.push("BLPOP", "never", 30);
       req.block_time = std::chrono::seconds(30);
       try {
@@ -148,7 +148,7 @@ TEST_P(connection_test, reconnects_after_a_server_restart_and_reports_the_comman
     co_await sagaflow::sleep_for(std::chrono::milliseconds(200));
     server.stop();
     auto lost = co_await std::move(blocked);
-    EXPECT_EQ(lost, redis::error::connection_lost);
+    EXPECT_EQ(lost, transport::error::connection_lost);
 
     server.start();
     // Commands issued while reconnecting wait for the new connection (within their timeout).
@@ -170,7 +170,7 @@ TEST_P(connection_test, close_fails_later_requests_with_closed) {
       co_await conn->call("PING");
       ADD_FAILURE() << "a closed connection must refuse requests";
     } catch (const boost::system::system_error& e) {
-      EXPECT_EQ(e.code(), redis::error::closed);
+      EXPECT_EQ(e.code(), transport::error::closed);
     }
   }());
 }
@@ -179,7 +179,7 @@ TEST_P(connection_test, a_cancelled_request_completes_at_once_with_its_deadline_
   run([&]() -> awaitable<void> {
     auto conn = make(co_await asio::this_coro::executor, cfg());
     co_await conn->connect();
-    redis::request req;
+    transport::request req;
     req.push("BLPOP", "nothing-here", 5);
     req.block_time = std::chrono::seconds(5);
     try {
@@ -194,9 +194,9 @@ TEST_P(connection_test, a_cancelled_request_completes_at_once_with_its_deadline_
 
 TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
   run([]() -> awaitable<void> {
-    redis::config c;
+    transport::config c;
     c.port = sagaflow::testing::free_port();
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     try {
       co_await conn->connect();
       ADD_FAILURE() << "connect must fail";
@@ -213,9 +213,9 @@ TEST(connection, connect_to_a_port_where_nothing_listens_fails_clearly) {
 TEST(connection, errors_and_log_lines_carry_no_source_location) {
   sagaflow::log::set_level(sagaflow::log::level::info);
   run([]() -> awaitable<void> {
-    redis::config c;
+    transport::config c;
     c.port = sagaflow::testing::free_port();
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     try {
       co_await conn->connect();
       ADD_FAILURE() << "connect must fail";
@@ -269,12 +269,12 @@ TEST(connection, without_hello_the_connection_falls_back_to_resp2) {
       try {
         co_await conn->call("HELLO", "3");
         ADD_FAILURE() << "HELLO must be unknown on this server";
-      } catch (const redis::server_error& e) {
+      } catch (const transport::server_error& e) {
         EXPECT_NE(std::string(e.what()).find("unknown command"), std::string::npos) << e.what();
       }
       // RESP2 on the wire: CONFIG GET answers a flat array (a map under RESP3).
       auto config = co_await conn->call("CONFIG", "GET", "maxmemory-policy");
-      EXPECT_EQ(config.type, redis::resp::type::array);
+      EXPECT_EQ(config.type, transport::resp::type::array);
       EXPECT_EQ((co_await conn->call("SET", "k", "v")).text, "OK");
       // And again after a reconnect.
       server.stop();
@@ -300,7 +300,7 @@ constexpr int loading_keys = 10'000;
 
 class loading_test : public ::testing::TestWithParam<int> {
  protected:
-  redis::config cfg() const {
+  transport::config cfg() const {
     auto c = server.config();
     c.protocol = GetParam();
     return c;
@@ -336,7 +336,7 @@ bool server_is_loading(std::uint16_t port) {
       break;
     if (reply.starts_with("-")) break;
   }
-  return redis::parse_loading(reply).loading;
+  return transport::parse_loading(reply).loading;
 }
 
 }  // namespace
@@ -409,7 +409,7 @@ TEST_P(loading_test, a_loading_reply_on_a_live_connection_is_a_transient_server_
     try {
       co_await conn->call("GET", "key:3");
       ADD_FAILURE() << "GET during DEBUG RELOAD must be refused with LOADING";
-    } catch (const redis::server_error& e) {
+    } catch (const transport::server_error& e) {
       EXPECT_EQ(e.code(), "LOADING") << e.what();
       EXPECT_EQ(e.command(), "GET");
       EXPECT_TRUE(e.transient());
@@ -431,7 +431,7 @@ TEST(connection, connect_and_close_many_times) {
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     for (int i = 0; i < 200; ++i) {
-      auto conn = redis::connection::create(ex, server.config());
+      auto conn = transport::connection::create(ex, server.config());
       co_await conn->connect();
       auto v = co_await conn->call("PING");
       EXPECT_EQ(v.text, "PONG");

@@ -14,7 +14,7 @@
 #include <thread>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 using sagaflow::awaitable;
 using sagaflow::testing::run;
 
@@ -64,10 +64,10 @@ class fake_redis {
 
 boost::system::error_code first_command_error(std::uint16_t port) {
   return run([port]() -> awaitable<boost::system::error_code> {
-    redis::config c;
+    transport::config c;
     c.port = port;
     c.command_timeout = std::chrono::seconds(5);
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     co_await conn->connect();
     boost::system::error_code ec;
     try {
@@ -84,15 +84,15 @@ boost::system::error_code first_command_error(std::uint16_t port) {
 
 TEST(faults, a_corrupt_reply_fails_the_caller_with_protocol_error) {
   fake_redis server("?not-resp\r\n");
-  EXPECT_EQ(first_command_error(server.port()), redis::error::protocol_error);
+  EXPECT_EQ(first_command_error(server.port()), transport::error::protocol_error);
 }
 
 TEST(faults, an_overlong_declared_bulk_fails_without_allocating_it) {
   fake_redis server("$99999999999999\r\nabc");
-  EXPECT_EQ(first_command_error(server.port()), redis::error::protocol_error);
+  EXPECT_EQ(first_command_error(server.port()), transport::error::protocol_error);
 }
 
 TEST(faults, a_truncated_reply_then_close_fails_the_caller_with_connection_lost) {
   fake_redis server("$10\r\nabc");
-  EXPECT_EQ(first_command_error(server.port()), redis::error::connection_lost);
+  EXPECT_EQ(first_command_error(server.port()), transport::error::connection_lost);
 }

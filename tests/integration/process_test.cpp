@@ -28,7 +28,7 @@
 #include <thread>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 namespace tasks = sagaflow::tasks;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
@@ -293,18 +293,18 @@ struct queue_state {
 queue_state inspect(const redis_server& server, std::string queue = "default") {
   return run([&]() -> awaitable<queue_state> {
     tasks::queue_keys keys("sf", queue);
-    auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await c->connect();
-    redis::request req;
+    transport::request req;
     req.push("SCARD", queue + ":done").push("GET", queue + ":runs").push("GET", queue + ":retried");
     for (auto& s : keys.streams) req.push("XLEN", s);
     for (auto& s : keys.streams) req.push("XPENDING", s, tasks::consumer_group);
     req.push("ZCARD", keys.delayed).push("XLEN", keys.dead).push("HGETALL", queue + ":by-worker");
     auto replies = co_await c->exec(std::move(req));
     c->close();
-    auto number = [](const redis::resp::value& v) -> std::int64_t {
+    auto number = [](const transport::resp::value& v) -> std::int64_t {
       if (v.is_error()) throw std::runtime_error(v.text);
-      return v.is_null() ? 0 : redis::as_integer(v, "reply");
+      return v.is_null() ? 0 : transport::as_integer(v, "reply");
     };
     queue_state q;
     std::size_t i = 0;
@@ -338,7 +338,7 @@ std::optional<queue_state> try_inspect(const redis_server& server) {
 
 void enqueue(const redis_server& server, std::vector<tasks::task_spec> specs) {
   run([&]() -> awaitable<void> {
-    auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await c->connect();
     tasks::client client(c);
     for (std::size_t done = 0; done < specs.size();) {
@@ -376,7 +376,7 @@ std::int64_t runs_of(const queue_state& q, pid_t pid) {
 // The pid of the redis-server, from INFO (the test pauses it with SIGSTOP).
 pid_t redis_pid(const redis_server& server) {
   auto info = run([&]() -> awaitable<std::string> {
-    auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await c->connect();
     auto v = co_await c->call("INFO", "server");
     c->close();
@@ -614,7 +614,7 @@ TEST_F(process_test, a_task_delivered_to_a_stopping_idle_worker_is_not_left_pend
   std::atomic<int> stage{0};  // 1: connected, 2: go, 3: enqueued
   std::thread producer([&] {
     run([&]() -> awaitable<void> {
-      auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+      auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
       co_await c->connect();
       tasks::client client(c);
       co_await client.enqueue("record", boost::json::value(0));  // loads the script
@@ -789,7 +789,7 @@ TEST(process_restart_test, redis_restarted_twice_under_load_every_task_finishes)
   EXPECT_GE(end.retried, records / 5) << "every fifth task succeeds only on a retry";
   // Only the tasks that always fail are dead letters, each after its last attempt.
   auto dead = run([&]() -> awaitable<std::vector<tasks::dead_letter>> {
-    auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await c->connect();
     tasks::client client(c);
     auto list = co_await client.list_dead("default", 1000);

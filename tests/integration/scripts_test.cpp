@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 namespace tasks = sagaflow::tasks;
 namespace scripts = sagaflow::tasks::scripts;
 using namespace std::chrono_literals;
@@ -39,30 +39,30 @@ std::ostream& operator<<(std::ostream& out, const snapshot& s) {
              << s.delayed_members << "], dead " << s.dead << "}";
 }
 
-awaitable<snapshot> take_snapshot(redis::connection& c) {
+awaitable<snapshot> take_snapshot(transport::connection& c) {
   snapshot s;
-  s.stream_length = co_await redis::xlen(c, stream);
-  s.pending = (co_await redis::xpending(c, stream, tasks::consumer_group)).count;
+  s.stream_length = co_await transport::xlen(c, stream);
+  s.pending = (co_await transport::xpending(c, stream, tasks::consumer_group)).count;
   s.delayed = (co_await c.call("ZCARD", keys.delayed)).integer;
-  s.dead = co_await redis::xlen(c, keys.dead);
+  s.dead = co_await transport::xlen(c, keys.dead);
   auto members = co_await c.call("ZRANGE", keys.delayed, "0", "-1");
   for (auto& m : members.elements) s.delayed_members += m.text + ";";
   co_return s;
 }
 
 // A task entry read by consumer "a" (the worker that ran it); returns the entry id.
-awaitable<std::string> deliver_to_a(redis::connection& c, tasks::envelope& task) {
-  co_await redis::xgroup_create(c, stream, tasks::consumer_group, "0");
+awaitable<std::string> deliver_to_a(transport::connection& c, tasks::envelope& task) {
+  co_await transport::xgroup_create(c, stream, tasks::consumer_group, "0");
   task.id = "task-1";
   task.name = "work";
   task.queue = "default";
   task.payload = boost::json::value(1);
   auto flat = task.to_fields();
-  std::vector<redis::field_view> fields;
+  std::vector<transport::field_view> fields;
   for (std::size_t i = 0; i + 1 < flat.size(); i += 2) fields.push_back({flat[i], flat[i + 1]});
-  auto id = co_await redis::xadd(c, stream, fields);
-  redis::stream_offset from[] = {{stream, ">"}};
-  auto got = co_await redis::xreadgroup(c, tasks::consumer_group, "a", from, {.count = 1});
+  auto id = co_await transport::xadd(c, stream, fields);
+  transport::stream_offset from[] = {{stream, ">"}};
+  auto got = co_await transport::xreadgroup(c, tasks::consumer_group, "a", from, {.count = 1});
   if (got.size() != 1 || got[0].entries.size() != 1 || got[0].entries[0].id != id)
     throw std::runtime_error("consumer a did not get the entry");
   co_return id;
@@ -70,7 +70,7 @@ awaitable<std::string> deliver_to_a(redis::connection& c, tasks::envelope& task)
 
 // Worker `consumer` schedules a retry of entry `id` the way the worker does; returns the script's
 // answer (1 moved, 0 no longer pending).
-awaitable<std::int64_t> retry(redis::connection& c, const std::string& id, const tasks::envelope& task,
+awaitable<std::int64_t> retry(transport::connection& c, const std::string& id, const tasks::envelope& task,
                               std::string_view note) {
   auto next = task;
   next.attempt += 1;
@@ -78,11 +78,11 @@ awaitable<std::int64_t> retry(redis::connection& c, const std::string& id, const
   std::string member = next.to_delayed_member();
   std::string_view script_keys[] = {stream, keys.delayed};
   std::string_view args[] = {tasks::consumer_group, id, "1000", member};
-  auto reply = co_await redis::evalsha(c, scripts::retry(), script_keys, args);
+  auto reply = co_await transport::evalsha(c, scripts::retry(), script_keys, args);
   co_return reply.integer;
 }
 
-awaitable<std::int64_t> bury(redis::connection& c, const std::string& id, const tasks::envelope& task,
+awaitable<std::int64_t> bury(transport::connection& c, const std::string& id, const tasks::envelope& task,
                              std::string_view worker) {
   auto fields = task.to_fields();
   for (std::string_view f : {std::string_view("dead.reason"), std::string_view("max attempts"),
@@ -92,14 +92,14 @@ awaitable<std::int64_t> bury(redis::connection& c, const std::string& id, const 
   std::vector<std::string_view> args{tasks::consumer_group, id};
   for (auto& f : fields) args.push_back(f);
   std::string_view script_keys[] = {stream, keys.dead};
-  auto reply = co_await redis::evalsha(c, scripts::dead(), script_keys, args);
+  auto reply = co_await transport::evalsha(c, scripts::dead(), script_keys, args);
   co_return reply.integer;
 }
 
 // Worker b takes the entry over (XCLAIM, as the recoverer does after the lease).
-awaitable<void> take_over_by_b(redis::connection& c, const std::string& id) {
+awaitable<void> take_over_by_b(transport::connection& c, const std::string& id) {
   std::vector<std::string> ids{id};
-  auto claimed = co_await redis::xclaim(c, stream, tasks::consumer_group, "b", 0ms, ids);
+  auto claimed = co_await transport::xclaim(c, stream, tasks::consumer_group, "b", 0ms, ids);
   if (claimed.size() != 1) throw std::runtime_error("consumer b could not claim the entry");
 }
 
@@ -108,7 +108,7 @@ class scripts_test : public ::testing::Test {
   template <typename Body>
   void with_connection(Body body) {
     run([&]() -> awaitable<void> {
-      auto c = redis::connection::create(co_await asio::this_coro::executor, server.config());
+      auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
       co_await c->connect();
       co_await body(*c);
       c->close();
@@ -121,7 +121,7 @@ class scripts_test : public ::testing::Test {
 
 // Control: while the entry is pending, each script does its job once; a second call is a no-op.
 TEST_F(scripts_test, retry_and_dead_settle_a_pending_entry_once) {
-  with_connection([&](redis::connection& c) -> awaitable<void> {
+  with_connection([&](transport::connection& c) -> awaitable<void> {
     tasks::envelope task;
     auto id = co_await deliver_to_a(c, task);
     EXPECT_EQ(co_await retry(c, id, task, "a"), 1);
@@ -135,22 +135,22 @@ TEST_F(scripts_test, retry_and_dead_settle_a_pending_entry_once) {
 
     auto second = co_await deliver_to_a(c, task);
     EXPECT_EQ(co_await bury(c, second, task, "a"), 1);
-    EXPECT_EQ(co_await redis::xlen(c, keys.dead), 1);
+    EXPECT_EQ(co_await transport::xlen(c, keys.dead), 1);
     EXPECT_EQ(co_await bury(c, second, task, "a"), 0);
-    EXPECT_EQ(co_await redis::xlen(c, keys.dead), 1) << "dead-lettered twice";
+    EXPECT_EQ(co_await transport::xlen(c, keys.dead), 1) << "dead-lettered twice";
   });
 }
 
 // b took the entry over and completed it (XACK + XDEL, as the worker's acknowledgement does):
 // a's late retry and dead letter change nothing.
 TEST_F(scripts_test, a_late_settlement_changes_nothing_after_another_worker_completed_the_task) {
-  with_connection([&](redis::connection& c) -> awaitable<void> {
+  with_connection([&](transport::connection& c) -> awaitable<void> {
     tasks::envelope task;
     auto id = co_await deliver_to_a(c, task);
     co_await take_over_by_b(c, id);
     std::vector<std::string> ids{id};
-    EXPECT_EQ(co_await redis::xack(c, stream, tasks::consumer_group, ids), 1);
-    EXPECT_EQ(co_await redis::xdel(c, stream, ids), 1);
+    EXPECT_EQ(co_await transport::xack(c, stream, tasks::consumer_group, ids), 1);
+    EXPECT_EQ(co_await transport::xdel(c, stream, ids), 1);
     auto settled = co_await take_snapshot(c);
     EXPECT_EQ(co_await retry(c, id, task, "late"), 0);
     EXPECT_EQ(co_await bury(c, id, task, "a"), 0);
@@ -161,7 +161,7 @@ TEST_F(scripts_test, a_late_settlement_changes_nothing_after_another_worker_comp
 // b took the entry over and settled it by a retry, or by a dead letter: a's late settlement
 // adds no second copy of the task anywhere.
 TEST_F(scripts_test, a_late_settlement_changes_nothing_after_another_worker_retried_or_buried_the_task) {
-  with_connection([&](redis::connection& c) -> awaitable<void> {
+  with_connection([&](transport::connection& c) -> awaitable<void> {
     tasks::envelope task;
     auto id = co_await deliver_to_a(c, task);
     co_await take_over_by_b(c, id);

@@ -9,7 +9,7 @@
 #include <fstream>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 using sagaflow::awaitable;
 using sagaflow::testing::redis_server;
 using sagaflow::testing::run;
@@ -20,7 +20,7 @@ class auth_test : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     run([&]() -> awaitable<void> {
-      auto admin = redis::connection::create(co_await asio::this_coro::executor, server.config());
+      auto admin = transport::connection::create(co_await asio::this_coro::executor, server.config());
       co_await admin->connect();
       co_await admin->call("ACL", "SETUSER", "app", "on", ">s3cret", "~app:*", "+@all");
       admin->close();
@@ -33,22 +33,22 @@ class auth_test : public ::testing::TestWithParam<int> {
 
 TEST_P(auth_test, an_acl_user_authenticates_and_gets_its_permissions) {
   run([&]() -> awaitable<void> {
-    auto c = redis::config::from_url("redis://app:s3cret@127.0.0.1:" + std::to_string(server.port()) + "/2");
+    auto c = transport::config::from_url("redis://app:s3cret@127.0.0.1:" + std::to_string(server.port()) + "/2");
     c.protocol = GetParam();
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     co_await conn->connect();
     EXPECT_EQ((co_await conn->call("ACL", "WHOAMI")).text, "app");
     co_await conn->call("SET", "app:key", "in-db-2");
     try {
       co_await conn->call("SET", "other:key", "x");
       ADD_FAILURE() << "the ACL allows only app:* keys";
-    } catch (const redis::server_error& e) {
+    } catch (const transport::server_error& e) {
       EXPECT_EQ(e.code(), "NOPERM") << e.what();
     }
     conn->close();
 
     // The key went to database 2, as the URL said.
-    auto admin = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto admin = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await admin->connect();
     EXPECT_TRUE((co_await admin->call("GET", "app:key")).is_null());
     co_await admin->call("SELECT", 2);
@@ -63,12 +63,12 @@ TEST_P(auth_test, a_wrong_password_is_a_clear_connect_error) {
     c.username = "app";
     c.password = "wrong";
     c.protocol = GetParam();
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     try {
       co_await conn->connect();
       ADD_FAILURE() << "connect with a wrong password must fail";
     } catch (const boost::system::system_error& e) {
-      EXPECT_EQ(e.code(), redis::error::handshake_failed);
+      EXPECT_EQ(e.code(), transport::error::handshake_failed);
       EXPECT_NE(std::string(e.what()).find("WRONGPASS"), std::string::npos) << e.what();
       EXPECT_EQ(std::string(e.what()).find("wrong"), std::string::npos) << "the password must not be shown";
     }
@@ -116,18 +116,18 @@ TEST(tls, connects_with_a_verified_certificate_and_refuses_an_unknown_ca) {
   (void)server;
 
   run([&]() -> awaitable<void> {
-    auto c = redis::config::from_url("rediss://127.0.0.1:" + std::to_string(tls_port) + "?tls_ca=" + path("ca.crt"));
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto c = transport::config::from_url("rediss://127.0.0.1:" + std::to_string(tls_port) + "?tls_ca=" + path("ca.crt"));
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, c);
     co_await conn->connect();
     EXPECT_EQ((co_await conn->call("PING")).text, "PONG");
-    redis::request req;
+    transport::request req;
     for (int i = 0; i < 1000; ++i) req.push("ECHO", i);
     auto replies = co_await conn->exec(req);
     EXPECT_EQ(replies.back().text, "999");
     conn->close();
 
     c.tls_ca_file = path("other.crt");
-    auto untrusted = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto untrusted = transport::connection::create(co_await asio::this_coro::executor, c);
     try {
       co_await untrusted->connect();
       ADD_FAILURE() << "a server certificate from an unknown CA must be refused";
@@ -138,7 +138,7 @@ TEST(tls, connects_with_a_verified_certificate_and_refuses_an_unknown_ca) {
 
     c.tls_ca_file = path("ca.crt");
     c.tls_server_name = "not-the-server.example";
-    auto wrong_name = redis::connection::create(co_await asio::this_coro::executor, c);
+    auto wrong_name = transport::connection::create(co_await asio::this_coro::executor, c);
     EXPECT_THROW(co_await wrong_name->connect(), boost::system::system_error);
     wrong_name->close();
   }());
@@ -146,9 +146,9 @@ TEST(tls, connects_with_a_verified_certificate_and_refuses_an_unknown_ca) {
 }
 
 TEST(tls, a_missing_ca_file_is_a_configuration_error) {
-  redis::config c;
+  transport::config c;
   c.tls = true;
   c.tls_ca_file = "/nonexistent/ca.crt";
   asio::io_context ctx;
-  EXPECT_THROW(redis::connection::create(ctx.get_executor(), c), std::invalid_argument);
+  EXPECT_THROW(transport::connection::create(ctx.get_executor(), c), std::invalid_argument);
 }

@@ -23,7 +23,7 @@
 #include <set>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 namespace tasks = sagaflow::tasks;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
@@ -57,7 +57,7 @@ class tasks_test : public ::testing::Test {
     std::uint64_t failed_to_settle = 0;
     run([&]() -> awaitable<void> {
       auto ex = co_await asio::this_coro::executor;
-      auto conn = redis::connection::create(ex, server.config());
+      auto conn = transport::connection::create(ex, server.config());
       co_await conn->connect();
       tasks::client client(conn);
       options.promoter_interval = 100ms;
@@ -127,10 +127,10 @@ tasks::envelope make_task(std::string id, std::string name, tasks::payload paylo
 }
 
 // XADDs flat name/value pairs to `stream`; returns the entry id.
-awaitable<std::string> add_entry(redis::connection& conn, std::string_view stream, const std::vector<std::string>& flat) {
-  std::vector<redis::field_view> fields;
+awaitable<std::string> add_entry(transport::connection& conn, std::string_view stream, const std::vector<std::string>& flat) {
+  std::vector<transport::field_view> fields;
   for (std::size_t i = 0; i + 1 < flat.size(); i += 2) fields.push_back({flat[i], flat[i + 1]});
-  co_return co_await redis::xadd(conn, stream, fields);
+  co_return co_await transport::xadd(conn, stream, fields);
 }
 
 }  // namespace
@@ -147,7 +147,7 @@ TEST_F(tasks_test, every_task_runs_once_and_its_entry_is_acknowledged_and_delete
       ++runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     std::vector<tasks::task_spec> batch;
     for (int i = 0; i < 200; ++i) batch.push_back({"add", boost::json::value{{"n", i}}, {}});
     auto ids = co_await c.enqueue_bulk(std::move(batch));
@@ -164,8 +164,8 @@ TEST_F(tasks_test, every_task_runs_once_and_its_entry_is_acknowledged_and_delete
       }
       EXPECT_EQ(it->second, static_cast<std::int64_t>(i)) << "task " << ids[i] << " got another task's payload";
     }
-    EXPECT_EQ(co_await redis::xlen(conn, "sf:{q:default}:p2"), 0) << "completed entries are deleted";
-    EXPECT_EQ((co_await redis::xpending(conn, "sf:{q:default}:p2", "workers")).count, 0);
+    EXPECT_EQ(co_await transport::xlen(conn, "sf:{q:default}:p2"), 0) << "completed entries are deleted";
+    EXPECT_EQ((co_await transport::xpending(conn, "sf:{q:default}:p2", "workers")).count, 0);
   });
 }
 
@@ -173,7 +173,7 @@ TEST_F(tasks_test, strict_priority_runs_every_critical_task_before_any_low_one) 
   std::vector<int> order;
   // The backlog exists before the worker starts: low enqueued first, critical last.
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
     tasks::client c(conn);
     for (auto p : {tasks::priority::low, tasks::priority::normal, tasks::priority::high, tasks::priority::critical})
@@ -185,7 +185,7 @@ TEST_F(tasks_test, strict_priority_runs_every_critical_task_before_any_low_one) 
       order.push_back(static_cast<int>(ctx.task.priority));
       co_return;
     });
-  }, [&](tasks::client&, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client&, transport::connection&) -> awaitable<void> {
     EXPECT_TRUE(co_await eventually([&] { return order.size() >= 60; }));
   });
   ASSERT_EQ(order.size(), 60u);
@@ -203,7 +203,7 @@ TEST_F(tasks_test, strict_priority_starts_a_critical_task_added_while_low_ones_r
       started.push_back(ctx.bytes());
       while (!release) co_await sagaflow::sleep_for(5ms);
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     for (int i = 0; i < 6; ++i)
       co_await c.enqueue("p", tasks::payload::bytes("low-" + std::to_string(i)), {.priority = tasks::priority::low});
     CO_ASSERT_TRUE(co_await eventually([&] { return started.size() == 2; }));
@@ -221,14 +221,14 @@ TEST_F(tasks_test, strict_priority_starts_a_critical_task_added_while_low_ones_r
 // hold back a critical task that arrives meanwhile: it starts before every low one not yet started.
 TEST_F(tasks_test, strict_priority_starts_a_critical_task_before_recovered_low_ones) {
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
     tasks::client c(conn);
-    co_await redis::xgroup_create(*conn, keys.streams[3], "workers", "0");
+    co_await transport::xgroup_create(*conn, keys.streams[3], "workers", "0");
     for (int i = 0; i < 6; ++i)
       co_await c.enqueue("p", tasks::payload::bytes("low-" + std::to_string(i)), {.priority = tasks::priority::low});
-    redis::stream_offset from[] = {{keys.streams[3], ">"}};
-    auto got = co_await redis::xreadgroup(*conn, "workers", "crashed-worker", from, {.count = 10});
+    transport::stream_offset from[] = {{keys.streams[3], ">"}};
+    auto got = co_await transport::xreadgroup(*conn, "workers", "crashed-worker", from, {.count = 10});
     CO_ASSERT_EQ(got.size(), 1u);
     CO_ASSERT_EQ(got[0].entries.size(), 6u);
     conn->close();
@@ -243,7 +243,7 @@ TEST_F(tasks_test, strict_priority_starts_a_critical_task_before_recovered_low_o
       started.push_back(ctx.bytes());
       while (!release) co_await sagaflow::sleep_for(5ms);
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     CO_ASSERT_TRUE(co_await eventually([&] { return started.size() == 2; }));
     co_await sagaflow::sleep_for(300ms);  // past fetch_block: no read issued before the recovery is still open
     EXPECT_GE(worker->stats().recovered.load(), 2u);
@@ -252,8 +252,8 @@ TEST_F(tasks_test, strict_priority_starts_a_critical_task_before_recovered_low_o
     // The lows the worker has not taken over yet stay with the dead consumer for another lease, so
     // that a recovery pass cannot race the fetcher when the slots free up (the worker's own
     // buffer, if it holds any, is what this test is about).
-    redis::pending_range still_dead{.consumer = "crashed-worker"};
-    auto held_by_the_dead = co_await redis::xpending(conn, keys.streams[3], "workers", still_dead);
+    transport::pending_range still_dead{.consumer = "crashed-worker"};
+    auto held_by_the_dead = co_await transport::xpending(conn, keys.streams[3], "workers", still_dead);
     for (auto& e : held_by_the_dead)
       co_await conn.call("XCLAIM", keys.streams[3], "workers", "crashed-worker", "0", e.id, "JUSTID");
     release = true;
@@ -273,7 +273,7 @@ TEST_F(tasks_test, weighted_priority_runs_each_priority_in_proportion_to_its_wei
   constexpr int backlog = 150, counted = 200;
   constexpr std::array<unsigned, 4> weights{2, 1, 1, 4};
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
     tasks::client c(conn);
     std::vector<tasks::task_spec> batch;
@@ -290,7 +290,7 @@ TEST_F(tasks_test, weighted_priority_runs_each_priority_in_proportion_to_its_wei
                   co_return;
                 });
               },
-              [&](tasks::client&, redis::connection&) -> awaitable<void> {
+              [&](tasks::client&, transport::connection&) -> awaitable<void> {
                 EXPECT_TRUE(co_await eventually([&] { return order.size() >= counted; }));
               });
   ASSERT_GE(order.size(), static_cast<std::size_t>(counted));
@@ -318,7 +318,7 @@ TEST_F(tasks_test, a_task_failing_twice_then_succeeding_runs_three_times_with_po
       EXPECT_EQ(ctx.task.last_error, "boom 2");
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     co_await c.enqueue("flaky", boost::json::value(nullptr), {.retry = no_jitter(5, 200ms)});
     EXPECT_TRUE(co_await eventually([&] { return calls.size() >= 3; }));
     co_await sagaflow::sleep_for(500ms);
@@ -383,7 +383,7 @@ TEST_F(tasks_test, a_retry_waits_the_delay_seeded_by_task_id_and_attempt_for_ful
         if (c.calls.size() < 3) throw std::runtime_error("again");
         co_return;
       });
-  }, [&](tasks::client&, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client&, transport::connection& conn) -> awaitable<void> {
     for (auto& c : cases) {
       auto fields = make_task(c.id, c.name, boost::json::value(1), c.policy).to_fields();
       co_await add_entry(conn, "sf:{q:default}:p2", fields);
@@ -429,7 +429,7 @@ TEST_F(tasks_test, dead_letters_for_every_reason_and_requeue) {
       ++good_runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     co_await c.enqueue("always-fails", boost::json::value(1), {.retry = no_jitter(2, 20ms)});
     co_await c.enqueue("refuses", boost::json::value(2));
     auto unknown = make_task("unknown-1", "nobody-handles-this", boost::json::value(3));
@@ -501,7 +501,7 @@ TEST_F(tasks_test, an_idempotency_key_enqueues_once) {
       ++runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     auto first = co_await c.enqueue("charge", boost::json::value(10), {.idempotency_key = "order-42"});
     auto second = co_await c.enqueue("charge", boost::json::value(10), {.idempotency_key = "order-42"});
     auto other = co_await c.enqueue("charge", boost::json::value(10), {.idempotency_key = "order-43"});
@@ -526,7 +526,7 @@ TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_
       ++good_runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     const std::string stream = "sf:{q:default}:p2";
     // A payload over the worker's limit (the client would refuse it: written by hand).
     auto big = make_task("too-big", "parse", tasks::payload::bytes(std::string(1001, 'x')));
@@ -576,7 +576,7 @@ TEST_F(tasks_test, bad_entries_reaching_the_worker_are_dead_lettered_with_their_
     std::multiset<std::string> expected_raws{not_json_member, not_envelope_member};
     EXPECT_EQ(raws, expected_raws);
     EXPECT_EQ((co_await conn.call("ZCARD", keys.delayed)).integer, 0);
-    EXPECT_EQ(co_await redis::xlen(conn, stream), 0);
+    EXPECT_EQ(co_await transport::xlen(conn, stream), 0);
   });
   EXPECT_EQ(json_runs.load(), 2) << "the bad JSON payload ran once, the good one once, the oversized one never";
 }
@@ -589,7 +589,7 @@ TEST_F(tasks_test, an_idempotency_key_expires_after_its_ttl) {
       ++runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     const std::string uniq = keys.uniq("order-9");
     auto first = co_await c.enqueue("charge", boost::json::value(10), {.idempotency_key = "order-9", .idempotency_ttl = 300ms});
     auto ttl = (co_await conn.call("PTTL", uniq)).integer;
@@ -617,7 +617,7 @@ TEST_F(tasks_test, a_delayed_task_runs_after_its_delay) {
       done = true;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     enqueued = steady_clock::now();
     co_await c.enqueue("later", boost::json::value(1), {.delay = 400ms});
     auto waiting = co_await conn.call("ZCARD", "sf:{q:default}:delayed");
@@ -639,25 +639,25 @@ TEST_F(tasks_test, a_crashed_consumers_pending_tasks_are_recovered_and_poison_is
   // Set the scene without a worker: entries delivered to a consumer that will never come back.
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client c(conn);
     const std::string stream = "sf:{q:default}:p2";
-    co_await redis::xgroup_create(*conn, stream, "workers", "0");
+    co_await transport::xgroup_create(*conn, stream, "workers", "0");
     for (int i = 0; i < 3; ++i) ids.push_back(co_await c.enqueue("work", boost::json::value(i)));
     ids.push_back(co_await c.enqueue("work", boost::json::value("at the edge")));
     ids.push_back(co_await c.enqueue("work", boost::json::value("poison")));
-    redis::stream_offset from[] = {{stream, ">"}};
-    auto got = co_await redis::xreadgroup(*conn, "workers", "crashed-worker", from, {.count = 10});
+    transport::stream_offset from[] = {{stream, ">"}};
+    auto got = co_await transport::xreadgroup(*conn, "workers", "crashed-worker", from, {.count = 10});
     CO_ASSERT_EQ(got.size(), 1u);
     CO_ASSERT_EQ(got[0].entries.size(), 5u);
     // The edge task was delivered 4 times (budget - 1), the poison task 5 times: they kept
     // killing workers. XCLAIM counts a delivery each time.
     std::vector<std::string> edge{got[0].entries[3].id}, poison{got[0].entries[4].id};
     poison_entry = poison[0];
-    for (int i = 0; i < 3; ++i) co_await redis::xclaim(*conn, stream, "workers", "crashed-worker", 0ms, edge);
-    for (int i = 0; i < 4; ++i) co_await redis::xclaim(*conn, stream, "workers", "crashed-worker", 0ms, poison);
-    auto pending = co_await redis::xpending(*conn, stream, "workers", redis::pending_range{});
+    for (int i = 0; i < 3; ++i) co_await transport::xclaim(*conn, stream, "workers", "crashed-worker", 0ms, edge);
+    for (int i = 0; i < 4; ++i) co_await transport::xclaim(*conn, stream, "workers", "crashed-worker", 0ms, poison);
+    auto pending = co_await transport::xpending(*conn, stream, "workers", transport::pending_range{});
     CO_ASSERT_EQ(pending.size(), 5u);
     EXPECT_EQ(pending[3].deliveries, 4);
     EXPECT_EQ(pending[4].deliveries, 5);
@@ -671,7 +671,7 @@ TEST_F(tasks_test, a_crashed_consumers_pending_tasks_are_recovered_and_poison_is
       ran.emplace(ctx.task.id, ctx.task.attempt);
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     EXPECT_TRUE(co_await eventually([&] { return ran.size() >= 4; }));
     auto dead = co_await dead_letters(c, 1);
     CO_ASSERT_EQ(dead.size(), 1u);
@@ -697,10 +697,10 @@ TEST_F(tasks_test, tasks_of_a_killed_worker_process_are_recovered_after_the_leas
   constexpr int count = 4;
   std::vector<std::string> ids;
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
     tasks::client c(conn);
-    co_await redis::xgroup_create(*conn, "sf:{q:default}:p2", "workers", "0");
+    co_await transport::xgroup_create(*conn, "sf:{q:default}:p2", "workers", "0");
     for (int i = 0; i < count; ++i) ids.push_back(co_await c.enqueue("sleep", boost::json::value(60'000)));
     conn->close();
   }());
@@ -722,10 +722,10 @@ TEST_F(tasks_test, tasks_of_a_killed_worker_process_are_recovered_after_the_leas
   // Wait until the process holds every task (they sleep for a minute), then kill it.
   std::string holder;
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
     for (int i = 0; i < 3000; ++i) {
-      auto summary = co_await redis::xpending(*conn, "sf:{q:default}:p2", "workers");
+      auto summary = co_await transport::xpending(*conn, "sf:{q:default}:p2", "workers");
       if (summary.count == count && summary.consumers.size() == 1) {
         holder = summary.consumers[0].first;
         break;
@@ -750,12 +750,12 @@ TEST_F(tasks_test, tasks_of_a_killed_worker_process_are_recovered_after_the_leas
       ran.emplace(ctx.task.id, ctx.task.attempt);
       co_return;
     });
-  }, [&](tasks::client&, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client&, transport::connection& conn) -> awaitable<void> {
     EXPECT_TRUE(co_await eventually([&] { return ran.size() >= count; }));
     co_await sagaflow::sleep_for(200ms);  // the acknowledgements
     EXPECT_EQ(worker->stats().recovered.load(), static_cast<std::uint64_t>(count));
     EXPECT_NE(worker->consumer(), holder);
-    EXPECT_EQ((co_await redis::xpending(conn, "sf:{q:default}:p2", "workers")).count, 0);
+    EXPECT_EQ((co_await transport::xpending(conn, "sf:{q:default}:p2", "workers")).count, 0);
   });
   ASSERT_EQ(ran.size(), static_cast<std::size_t>(count));
   for (auto& id : ids) {
@@ -780,7 +780,7 @@ TEST_F(tasks_test, a_handler_over_its_timeout_is_cancelled_and_the_attempt_fails
         throw;
       }
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     co_await c.enqueue("slow", boost::json::value(1), {.retry = no_jitter(1, 10ms), .timeout = 200ms});
     auto dead = co_await dead_letters(c, 1);
     CO_ASSERT_EQ(dead.size(), 1u);
@@ -807,7 +807,7 @@ TEST_F(tasks_test, a_long_handler_keeps_its_lease_and_is_not_taken_over) {
   // each also serves a queue of its own, where a ping shows that it fetches.
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client c(conn);
     tasks::worker_options o{.lease = 300ms, .promoter_interval = 100ms, .fetch_block = 100ms, .recover_interval = 100ms};
@@ -855,15 +855,15 @@ TEST_F(tasks_test, graceful_stop_finishes_running_handlers_and_acknowledges_them
       co_await sagaflow::sleep_for(300ms);
       ++finished;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     for (int i = 0; i < 4; ++i) co_await c.enqueue("work", boost::json::value(i));
     EXPECT_TRUE(co_await eventually([&] { return started.load() == 4; }));
   });  // stop requested here, while all four run
   EXPECT_EQ(finished.load(), 4);
   run([&]() -> awaitable<void> {
-    auto conn = redis::connection::create(co_await asio::this_coro::executor, server.config());
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
     co_await conn->connect();
-    EXPECT_EQ((co_await redis::xpending(*conn, "sf:{q:default}:p2", "workers")).count, 0);
+    EXPECT_EQ((co_await transport::xpending(*conn, "sf:{q:default}:p2", "workers")).count, 0);
     conn->close();
   }());
 }
@@ -871,7 +871,7 @@ TEST_F(tasks_test, graceful_stop_finishes_running_handlers_and_acknowledges_them
 TEST_F(tasks_test, bad_input_is_refused_at_enqueue) {
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client c(conn, {.max_payload_bytes = 1000});
     auto big = tasks::payload::bytes(std::string(1001, 'x'));
@@ -879,7 +879,7 @@ TEST_F(tasks_test, bad_input_is_refused_at_enqueue) {
     EXPECT_THROW(co_await c.enqueue("", boost::json::value(1)), std::invalid_argument);
     EXPECT_THROW(co_await c.enqueue("x", boost::json::value(1), {.queue = "bad}name"}), std::invalid_argument);
     EXPECT_THROW(co_await c.enqueue("x", boost::json::value(1), {.retry = {.max_attempts = 0}}), std::invalid_argument);
-    EXPECT_EQ(co_await redis::xlen(*conn, "sf:{q:default}:p2"), 0) << "nothing was enqueued";
+    EXPECT_EQ(co_await transport::xlen(*conn, "sf:{q:default}:p2"), 0) << "nothing was enqueued";
     conn->close();
   }());
 }
@@ -898,7 +898,7 @@ TEST_F(tasks_test, retry_after_overrides_the_policy_delay_and_context_carries_he
       if (calls.size() == 1) throw tasks::retry_after(300ms, "429 from the mail API");
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     // The policy alone would wait 10 s: the handler's retry_after(300 ms) wins.
     co_await c.enqueue("rate-limited", boost::json::value(1),
                        {.retry = no_jitter(3, 10s), .correlation_id = "order-7", .headers = &headers});
@@ -928,7 +928,7 @@ TEST_F(tasks_test, a_worker_serves_several_queues_each_with_its_share) {
       std::lock_guard lock(m);
       ++per_queue[ctx.task.queue];
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     for (int i = 0; i < 20; ++i) {
       co_await c.enqueue("job", boost::json::value(i), {.queue = "emails"});
       co_await c.enqueue("job", boost::json::value(i), {.queue = "reports"});
@@ -948,7 +948,7 @@ TEST_F(tasks_test, run_at_in_the_future_waits_and_in_the_past_runs_now) {
       ++runs;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection& conn) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     auto past = std::chrono::system_clock::now() - 1h;
     auto future = std::chrono::system_clock::now() + 1h;
     co_await c.enqueue("at", boost::json::value(1), {.run_at = past});
@@ -969,7 +969,7 @@ TEST_F(tasks_test, a_handler_result_is_stored_and_readable_by_task_id) {
       done = true;
       co_return;
     });
-  }, [&](tasks::client& c, redis::connection&) -> awaitable<void> {
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
     boost::json::value numbers = boost::json::array{1, 2};
     auto id = co_await c.enqueue("sum", numbers);
     EXPECT_FALSE((co_await c.result("default", "no-such-task")).has_value());

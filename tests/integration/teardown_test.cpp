@@ -19,7 +19,7 @@
 #include <vector>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
 using sagaflow::steady_clock;
@@ -37,8 +37,8 @@ bool run_until(asio::io_context& ctx, Pred done, std::chrono::seconds limit = 20
 
 // A BLPOP that blocks for a long time: a request in flight with its caller suspended on it,
 // under a deadline whose timer lives in the caller's frame, on the caller's context.
-awaitable<void> block_forever(std::shared_ptr<redis::connection> conn) {
-  redis::request req;
+awaitable<void> block_forever(std::shared_ptr<transport::connection> conn) {
+  transport::request req;
   req.push("BLPOP", "nothing-ever", 60);
   req.block_time = 60s;
   try {
@@ -49,14 +49,14 @@ awaitable<void> block_forever(std::shared_ptr<redis::connection> conn) {
 
 // A coroutine on one context (with a timer in its frame) waiting for a coroutine on another
 // context that waits for a connection on a third: tearing the chain down crosses contexts twice.
-awaitable<void> wait_across(asio::any_io_executor middle, std::shared_ptr<redis::connection> conn) {
+awaitable<void> wait_across(asio::any_io_executor middle, std::shared_ptr<transport::connection> conn) {
   try {
     co_await sagaflow::with_timeout(asio::co_spawn(middle, block_forever(conn), asio::use_awaitable), 120s);
   } catch (const boost::system::system_error&) {
   }
 }
 
-awaitable<void> connect_and_ping(std::shared_ptr<redis::connection> conn, std::atomic<int>* ready) {
+awaitable<void> connect_and_ping(std::shared_ptr<transport::connection> conn, std::atomic<int>* ready) {
   co_await conn->connect();
   co_await conn->call("PING");
   ++*ready;
@@ -64,8 +64,8 @@ awaitable<void> connect_and_ping(std::shared_ptr<redis::connection> conn, std::a
 
 // A connection on `ctx`, connected, with `blocked` requests in flight and one request queued
 // behind a DEBUG SLEEP so that the pipeline is busy when the context goes away.
-std::shared_ptr<redis::connection> busy_connection(asio::io_context& ctx, const redis::config& cfg, int blocked) {
-  auto conn = redis::connection::create(ctx.get_executor(), cfg);
+std::shared_ptr<transport::connection> busy_connection(asio::io_context& ctx, const transport::config& cfg, int blocked) {
+  auto conn = transport::connection::create(ctx.get_executor(), cfg);
   std::atomic<int> ready{0};
   asio::co_spawn(ctx, connect_and_ping(conn, &ready), asio::detached);
   EXPECT_TRUE(run_until(ctx, [&] { return ready.load() == 1; }));
@@ -74,7 +74,7 @@ std::shared_ptr<redis::connection> busy_connection(asio::io_context& ctx, const 
   return conn;
 }
 
-redis::config quick(const redis_server& server) {
+transport::config quick(const redis_server& server) {
   auto c = server.config();
   c.reconnect_backoff.base = 5ms;
   c.reconnect_backoff.cap = 20ms;
@@ -86,7 +86,7 @@ redis::config quick(const redis_server& server) {
 
 TEST(teardown, io_context_destroyed_mid_read_while_the_user_still_holds_the_connection) {
   redis_server server;
-  std::shared_ptr<redis::connection> conn;
+  std::shared_ptr<transport::connection> conn;
   {
     asio::io_context ctx;
     conn = busy_connection(ctx, quick(server), 3);
@@ -101,7 +101,7 @@ TEST(teardown, io_context_destroyed_mid_read_while_the_user_still_holds_the_conn
 TEST(teardown, io_context_destroyed_mid_read_after_the_user_dropped_the_connection) {
   redis_server server;
   asio::io_context ctx;
-  std::weak_ptr<redis::connection> weak;
+  std::weak_ptr<transport::connection> weak;
   {
     auto conn = busy_connection(ctx, quick(server), 3);
     weak = conn;
@@ -127,7 +127,7 @@ TEST(teardown, io_context_destroyed_right_after_close_was_called) {
 TEST(teardown, io_context_destroyed_after_close_ran_but_before_the_read_was_cancelled) {
   redis_server server;
   for (int i = 0; i < 20; ++i) {
-    std::shared_ptr<redis::connection> held;  // half the time the user still holds it
+    std::shared_ptr<transport::connection> held;  // half the time the user still holds it
     asio::io_context ctx;
     auto conn = busy_connection(ctx, quick(server), 1);
     conn->close();
@@ -140,7 +140,7 @@ TEST(teardown, io_context_destroyed_after_close_ran_but_before_the_read_was_canc
 TEST(teardown, io_context_destroyed_mid_reconnect) {
   redis_server server;
   for (bool hold : {true, false}) {
-    std::shared_ptr<redis::connection> held;
+    std::shared_ptr<transport::connection> held;
     {
       asio::io_context ctx;
       auto conn = busy_connection(ctx, quick(server), 1);
@@ -160,13 +160,13 @@ TEST(teardown, io_context_destroyed_while_the_first_connect_is_in_progress) {
   // A listening socket that never answers the handshake: connect() waits for HELLO's reply.
   asio::io_context server_ctx;
   asio::ip::tcp::acceptor acceptor(server_ctx, {asio::ip::address_v4::loopback(), 0});
-  redis::config cfg;
+  transport::config cfg;
   cfg.port = acceptor.local_endpoint().port();
   cfg.connect_timeout = 30s;
-  std::shared_ptr<redis::connection> held;
+  std::shared_ptr<transport::connection> held;
   {
     asio::io_context ctx;
-    auto conn = redis::connection::create(ctx.get_executor(), cfg);
+    auto conn = transport::connection::create(ctx.get_executor(), cfg);
     asio::co_spawn(ctx, conn->connect(), asio::detached);
     ctx.run_for(100ms);
     held = conn;
@@ -176,14 +176,14 @@ TEST(teardown, io_context_destroyed_while_the_first_connect_is_in_progress) {
 
 TEST(teardown, runtime_destroyed_with_live_connections_on_every_context_and_callers_on_others) {
   redis_server server;
-  std::vector<std::shared_ptr<redis::connection>> kept;
+  std::vector<std::shared_ptr<transport::connection>> kept;
   for (int round = 0; round < 3; ++round) {
     sagaflow::runtime rt({.threads = 3});  // wait_across below assumes 3
 
     rt.start();
-    std::vector<std::shared_ptr<redis::connection>> conns;
+    std::vector<std::shared_ptr<transport::connection>> conns;
     for (std::size_t i = 0; i < rt.size(); ++i)
-      conns.push_back(redis::connection::create(rt.context(i).get_executor(), quick(server)));
+      conns.push_back(transport::connection::create(rt.context(i).get_executor(), quick(server)));
     std::atomic<int> ready{0};
     for (auto& c : conns) asio::co_spawn(rt.context(0), connect_and_ping(c, &ready), asio::detached);
     auto end = steady_clock::now() + 20s;
@@ -208,10 +208,10 @@ TEST(teardown, runtime_destroyed_with_live_connections_on_every_context_and_call
 
 TEST(teardown, runtime_destruction_does_not_wait_for_idle_connections) {
   redis_server server;
-  std::shared_ptr<redis::connection> conn;
+  std::shared_ptr<transport::connection> conn;
   auto rt = std::make_unique<sagaflow::runtime>(sagaflow::runtime_options{.threads = 2});
   rt->start();
-  conn = redis::connection::create(rt->executor(), quick(server));
+  conn = transport::connection::create(rt->executor(), quick(server));
   std::promise<void> ready;
   asio::co_spawn(conn->get_executor(), conn->connect(), [&](std::exception_ptr e) {
     if (e)

@@ -21,7 +21,7 @@
 #include <set>
 
 namespace asio = boost::asio;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 namespace tasks = sagaflow::tasks;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
@@ -72,7 +72,7 @@ TEST(worker_life, an_unknown_task_goes_back_to_its_queue_without_using_an_attemp
   testing::internal::CaptureStderr();
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client client(conn);
     tasks::worker old_worker(ex, server.config(), quick({.unknown_task_grace = 800ms, .unknown_task_delay = 100ms}));
@@ -118,7 +118,7 @@ TEST(worker_life, during_a_rolling_deploy_the_worker_that_knows_the_task_runs_it
   std::vector<std::uint32_t> attempts;
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client client(conn);
     sagaflow::stop_source stop;
@@ -157,7 +157,7 @@ TEST(worker_life, a_stop_requested_while_redis_does_not_answer_ends_run_cleanly)
   ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   ASSERT_EQ(::listen(listener, 16), 0);
-  redis::config cfg;
+  transport::config cfg;
   cfg.port = ntohs(addr.sin_port);
   cfg.connect_timeout = 60s;
   bool finished = false;
@@ -191,7 +191,7 @@ TEST(worker_life, no_task_is_orphaned_when_settlement_fails_while_redis_restarts
   std::uint64_t failed_to_settle = 0, settle_retries = 0;
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto conn = redis::connection::create(ex, server.config());
+    auto conn = transport::connection::create(ex, server.config());
     co_await conn->connect();
     tasks::client client(conn);
     std::vector<tasks::task_spec> batch;
@@ -228,7 +228,7 @@ TEST(worker_life, no_task_is_orphaned_when_settlement_fails_while_redis_restarts
     EXPECT_EQ(failure, "");
     for (int p = 0; p < 4; ++p) {
       auto stream = "sf:{q:default}:p" + std::to_string(p);
-      EXPECT_EQ((co_await redis::xpending(*conn, stream, "workers")).count, 0) << stream;
+      EXPECT_EQ((co_await transport::xpending(*conn, stream, "workers")).count, 0) << stream;
     }
     EXPECT_EQ((co_await conn->call("ZCARD", "sf:{q:default}:delayed")).integer, 0);
     conn->close();

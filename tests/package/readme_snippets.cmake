@@ -45,7 +45,7 @@ while(TRUE)
       "${prelude}"
       "#line 1 \"readme_snippet_${count}.cpp\"\n"
       "sagaflow::awaitable<void> readme_snippet_${count}(sagaflow::runtime& rt,\n"
-      "    std::shared_ptr<sagaflow::redis::connection> conn, sagaflow::stop_source stop) {\n"
+      "    std::shared_ptr<sagaflow::transport::connection> conn, sagaflow::stop_source stop) {\n"
       "  (void)rt;\n  (void)conn;\n  (void)stop;\n  {\n"
       "${located}"
       # GCC reports some coroutine errors at the closing brace: name the snippet there too.

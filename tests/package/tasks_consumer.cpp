@@ -15,7 +15,7 @@
 #include <iostream>
 
 namespace tasks = sagaflow::tasks;
-namespace redis = sagaflow::redis;
+namespace transport = sagaflow::transport;
 using sagaflow::awaitable;
 using namespace std::chrono_literals;
 
@@ -25,12 +25,12 @@ int main() {
     std::cout << "no SAGAFLOW_REDIS_URL: skipped\n";
     return 77;
   }
-  auto config = redis::config::from_url(url);
+  auto config = transport::config::from_url(url);
   std::string queue = "package-" + sagaflow::make_id();  // its own queue on a shared server
 
   sagaflow::runtime rt({.threads = 2});
   rt.start();
-  auto conn = redis::connection::create(rt.executor(), config);
+  auto conn = transport::connection::create(rt.executor(), config);
   sagaflow::stop_source stop;
   tasks::worker worker(rt.executor(), config,
                        {.queues = {{.name = queue}}, .concurrency = 2, .fetch_block = 100ms});

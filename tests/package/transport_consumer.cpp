@@ -11,7 +11,7 @@
 #include <iostream>
 
 int main() {
-  sagaflow::redis::resp::parser parser;
+  sagaflow::transport::resp::parser parser;
   auto r = parser.feed("+PONG\r\n");
   if (!r.complete || parser.take().text != "PONG") return 1;
   if (!sagaflow::is_valid_id(sagaflow::make_id())) return 2;
@@ -25,7 +25,7 @@ int main() {
   {
     sagaflow::runtime rt({.threads = 1});
     rt.start();
-    auto conn = sagaflow::redis::connection::create(rt.executor(), sagaflow::redis::config::from_url(url));
+    auto conn = sagaflow::transport::connection::create(rt.executor(), sagaflow::transport::config::from_url(url));
     auto reply = boost::asio::co_spawn(conn->get_executor(), [conn]() -> sagaflow::awaitable<std::string> {
       co_await conn->connect();
       auto v = co_await conn->call("PING");

@@ -128,8 +128,8 @@ void redis_server::kill() {
   pid_ = -1;
 }
 
-redis::config redis_server::config() const {
-  redis::config c;
+transport::config redis_server::config() const {
+  transport::config c;
   c.host = "127.0.0.1";
   c.port = port_;
   c.connect_timeout = std::chrono::seconds(5);

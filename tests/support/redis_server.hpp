@@ -50,7 +50,7 @@ class redis_server {
   // An extra free port the test may use (e.g. for --tls-port); chosen at construction.
   std::uint16_t spare_port() const noexcept { return spare_port_; }
   const std::filesystem::path& dir() const noexcept { return dir_; }
-  redis::config config() const;
+  transport::config config() const;
   std::string url() const;
 
  private:

@@ -13,7 +13,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-using sagaflow::redis::config;
+using sagaflow::transport::config;
 
 TEST(config, host_only_keeps_the_defaults) {
   config c = config::from_url("redis://localhost");
@@ -269,6 +269,6 @@ TEST(config, from_env_with_a_bad_url_throws) {
 }  // namespace
 
 TEST(config, an_unbracketed_ipv6_address_is_refused) {
-  EXPECT_THROW(sagaflow::redis::config::from_url("redis://::1"), std::invalid_argument);
-  EXPECT_EQ(sagaflow::redis::config::from_url("redis://[::1]").host, "::1");
+  EXPECT_THROW(sagaflow::transport::config::from_url("redis://::1"), std::invalid_argument);
+  EXPECT_EQ(sagaflow::transport::config::from_url("redis://[::1]").host, "::1");
 }

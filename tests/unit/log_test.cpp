@@ -44,7 +44,7 @@ TEST(log_error_text, drops_the_category_and_source_location_boost_appends) {
   // Without a location Boost still appends " [system:111]".
   EXPECT_EQ(sagaflow::log::error_text(system_error(error_code(ECONNREFUSED, boost::system::system_category()))),
             "Connection refused");
-  EXPECT_EQ(sagaflow::log::error_text(system_error(sagaflow::redis::error::timeout, "GET")),
+  EXPECT_EQ(sagaflow::log::error_text(system_error(sagaflow::transport::error::timeout, "GET")),
             "GET: no reply within the command timeout");
   EXPECT_EQ(sagaflow::log::error_text(refused_here()), "Connection refused");
 }

@@ -14,7 +14,7 @@ namespace {
 
 using namespace std::string_literals;
 using namespace std::chrono_literals;
-using sagaflow::redis::request;
+using sagaflow::transport::request;
 
 TEST(request, push_serializes_an_array_of_bulk_strings) {
   request r;

@@ -19,19 +19,19 @@
 
 // Failures print the error's name, not "1-byte object <0B>" (static: found by ADL, private to
 // this file).
-namespace sagaflow::redis::resp {
+namespace sagaflow::transport::resp {
 static void PrintTo(parse_error e, std::ostream* os) { *os << to_string(e); }
-}  // namespace sagaflow::redis::resp
+}  // namespace sagaflow::transport::resp
 
 namespace {
 
 using namespace std::string_literals;
-using sagaflow::redis::resp::parse_error;
-using sagaflow::redis::resp::parser;
-using sagaflow::redis::resp::parser_limits;
-using sagaflow::redis::resp::to_string;
-using sagaflow::redis::resp::value;
-namespace resp = sagaflow::redis::resp;
+using sagaflow::transport::resp::parse_error;
+using sagaflow::transport::resp::parser;
+using sagaflow::transport::resp::parser_limits;
+using sagaflow::transport::resp::to_string;
+using sagaflow::transport::resp::value;
+namespace resp = sagaflow::transport::resp;
 
 // A one-line rendering of a value that shows every field its type uses, so that one EXPECT_EQ
 // checks type, text, number and children at once and a failure prints a readable diff.

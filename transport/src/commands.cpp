@@ -5,7 +5,7 @@
 
 #include <boost/asio/use_awaitable.hpp>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 using boost::system::system_error;
 
@@ -416,4 +416,4 @@ awaitable<response> transaction(connection& c, const request& commands) {
   co_return std::move(exec_reply.elements);
 }
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 namespace {
 
@@ -169,4 +169,4 @@ std::string config::describe() const {
   return out;
 }
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

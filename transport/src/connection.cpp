@@ -20,7 +20,7 @@
 #include <optional>
 #include <unordered_map>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
@@ -609,22 +609,22 @@ void connection::release() {
 
 connection::executor_type connection::get_executor() const {
   if (context_gone_.load(std::memory_order_acquire) || !strand_)
-    throw std::logic_error("sagaflow::redis::connection: its execution context was destroyed");
+    throw std::logic_error("sagaflow::transport::connection: its execution context was destroyed");
   return *strand_;
 }
 
-std::shared_ptr<connection> connection::create(asio::any_io_executor ex, redis::config cfg) {
+std::shared_ptr<connection> connection::create(asio::any_io_executor ex, transport::config cfg) {
   cfg.reconnect_backoff.validate();
   auto& ctx = asio::query(ex, asio::execution::context);
   auto c = std::shared_ptr<connection>(new connection(std::move(ex), std::move(cfg)));
   c->registry_ = asio::use_service<connection_service>(ctx).registry;
   std::lock_guard lock(c->registry_->mutex);
-  if (c->registry_->gone) throw std::logic_error("sagaflow::redis::connection: its execution context is shutting down");
+  if (c->registry_->gone) throw std::logic_error("sagaflow::transport::connection: its execution context is shutting down");
   c->registry_->live.emplace(c.get(), c);
   return c;
 }
 
-connection::connection(asio::any_io_executor ex, redis::config cfg)
+connection::connection(asio::any_io_executor ex, transport::config cfg)
     : strand_(asio::make_strand(std::move(ex))), cfg_(std::move(cfg)), impl_(std::make_unique<impl>(*this)) {
   if (cfg_.tls) {
     try {
@@ -687,4 +687,4 @@ void throw_on_error(const request& req, const response& replies) {
     if (replies[i].is_error()) throw server_error(req.command_name(i), replies[i].text);
 }
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

@@ -1,7 +1,7 @@
 // The "sagaflow.redis" error category and server_error.
 #include <sagaflow/transport/error.hpp>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 namespace {
 class category final : public boost::system::error_category {
@@ -40,4 +40,4 @@ bool server_error::transient() const noexcept {
   return c == "LOADING" || c == "BUSY" || c == "TRYAGAIN" || c == "MASTERDOWN";
 }
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

@@ -1,7 +1,7 @@
 // RESP serialization of commands: "*<argc>\r\n" then "$<len>\r\n<bytes>\r\n" per argument.
 #include <sagaflow/transport/request.hpp>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 namespace {
 void append_header(std::string& out, char kind, std::size_t n) {
@@ -16,8 +16,8 @@ void append_header(std::string& out, char kind, std::size_t n) {
 }  // namespace
 
 request& request::begin(std::size_t argc) {
-  if (args_left_ != 0) throw std::logic_error("redis::request: previous command is missing arguments");
-  if (argc == 0) throw std::logic_error("redis::request: a command needs at least its name");
+  if (args_left_ != 0) throw std::logic_error("transport::request: previous command is missing arguments");
+  if (argc == 0) throw std::logic_error("transport::request: a command needs at least its name");
   starts_.push_back(static_cast<std::uint32_t>(payload_.size()));
   append_header(payload_, '*', argc);
   args_left_ = argc;
@@ -25,7 +25,7 @@ request& request::begin(std::size_t argc) {
 }
 
 request& request::arg(std::string_view a) {
-  if (args_left_ == 0) throw std::logic_error("redis::request: more arguments than begin() declared");
+  if (args_left_ == 0) throw std::logic_error("transport::request: more arguments than begin() declared");
   --args_left_;
   append_header(payload_, '$', a.size());
   payload_.append(a);
@@ -41,7 +41,7 @@ request& request::arg(double d) {
 }
 
 const std::string& request::payload() const {
-  if (args_left_ != 0) throw std::logic_error("redis::request: last command is missing arguments");
+  if (args_left_ != 0) throw std::logic_error("transport::request: last command is missing arguments");
   return payload_;
 }
 
@@ -61,7 +61,7 @@ std::string_view request::command_name(std::size_t i) const {
 
 request& request::append(const request& other) {
   const std::string& bytes = other.payload();
-  if (args_left_ != 0) throw std::logic_error("redis::request: previous command is missing arguments");
+  if (args_left_ != 0) throw std::logic_error("transport::request: previous command is missing arguments");
   // `other` may be *this: take sizes first, and index rather than iterate while appending.
   auto base = static_cast<std::uint32_t>(payload_.size());
   std::size_t length = bytes.size();
@@ -80,4 +80,4 @@ void request::clear() noexcept {
   block_time = {};
 }
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <limits>
 
-namespace sagaflow::redis::resp {
+namespace sagaflow::transport::resp {
 
 std::string_view to_string(parse_error e) noexcept {
   switch (e) {
@@ -204,4 +204,4 @@ parser::result parser::feed(std::string_view data) {
   return r;
 }
 
-}  // namespace sagaflow::redis::resp
+}  // namespace sagaflow::transport::resp

@@ -38,12 +38,12 @@ struct dead_letter {
 
 class client {
  public:
-  explicit client(std::shared_ptr<redis::connection> connection, client_options options = {});
+  explicit client(std::shared_ptr<transport::connection> connection, client_options options = {});
 
   // Returns the task id once the task is durable in Redis. With an idempotency key that was
   // seen within its TTL, returns the first task's id and enqueues nothing. Throws
   // std::invalid_argument for bad input (empty name, bad queue name, payload over the limit,
-  // invalid policy), redis::server_error / system_error for Redis failures.
+  // invalid policy), transport::server_error / system_error for Redis failures.
   awaitable<std::string> enqueue(std::string name, tasks::payload payload, enqueue_options options = {});
   // Many tasks in one pipeline; ids in the order given.
   awaitable<std::vector<std::string>> enqueue_bulk(std::vector<task_spec> tasks);
@@ -60,7 +60,7 @@ class client {
 
  private:
   envelope make_envelope(std::string name, tasks::payload payload, const enqueue_options& options) const;
-  std::shared_ptr<redis::connection> connection_;
+  std::shared_ptr<transport::connection> connection_;
   client_options options_;
 };
 

@@ -87,7 +87,7 @@ struct worker_stats {
 
 class worker {
  public:
-  worker(boost::asio::any_io_executor ex, redis::config redis, worker_options options = {});
+  worker(boost::asio::any_io_executor ex, transport::config redis, worker_options options = {});
   ~worker();
 
   // Registers the handler for a task name; before run().

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 // Option aggregates stay trivially destructible: GCC 12 destroys a brace-initialized aggregate
 // temporary twice when it appears in a co_await expression, e.g. co_await xadd(c, k, f, {...}),
@@ -191,4 +191,4 @@ awaitable<resp::value> evalsha(connection& c, const script& s, std::span<const s
 // refused the transaction (EXECABORT: a command was rejected while queueing).
 awaitable<response> transaction(connection& c, const request& commands);
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

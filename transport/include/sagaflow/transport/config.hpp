@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 struct config {
   std::string host = "127.0.0.1";
@@ -45,4 +45,4 @@ struct config {
   std::string describe() const;
 };
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

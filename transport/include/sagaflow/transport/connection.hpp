@@ -35,7 +35,7 @@
 #include <optional>
 #include <vector>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 using response = std::vector<resp::value>;
 
@@ -103,7 +103,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   // The connection's strand. Throws std::logic_error once its execution context is gone.
   executor_type get_executor() const;
-  const redis::config& config() const noexcept { return cfg_; }
+  const transport::config& config() const noexcept { return cfg_; }
   bool connected() const noexcept { return connected_.load(std::memory_order_relaxed); }
   int protocol() const noexcept { return protocol_.load(std::memory_order_relaxed); }  // 2 or 3
   std::uint64_t reconnects() const noexcept { return reconnects_.load(std::memory_order_relaxed); }
@@ -112,7 +112,7 @@ class connection : public std::enable_shared_from_this<connection> {
   struct registry;  // the live connections of one execution context (see connection.cpp)
 
  private:
-  connection(boost::asio::any_io_executor ex, redis::config cfg);
+  connection(boost::asio::any_io_executor ex, transport::config cfg);
   void submit(request req, exec_handler handler, std::uint64_t id);
   void abandon(std::uint64_t id);  // thread-safe
   void release();  // the execution context is shutting down: give back what belongs to it
@@ -120,7 +120,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::optional<executor_type> strand_;  // reset by release(): a strand must not outlive its context
   std::shared_ptr<registry> registry_;
   std::atomic<bool> context_gone_{false};
-  redis::config cfg_;
+  transport::config cfg_;
   std::unique_ptr<impl> impl_;
   std::atomic<bool> connected_{false};
   std::atomic<int> protocol_{0};
@@ -131,4 +131,4 @@ class connection : public std::enable_shared_from_this<connection> {
 // Throws server_error for the first error reply in `replies` (named after its command in `req`).
 void throw_on_error(const request& req, const response& replies);
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

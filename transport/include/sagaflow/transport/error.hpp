@@ -9,7 +9,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 enum class error {
   connection_lost = 1,  // the connection dropped after the request was written: it may have run
@@ -44,7 +44,7 @@ class server_error : public std::runtime_error {
   std::string reply_;
 };
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport
 
 template <>
-struct boost::system::is_error_code_enum<sagaflow::redis::error> : std::true_type {};
+struct boost::system::is_error_code_enum<sagaflow::transport::error> : std::true_type {};

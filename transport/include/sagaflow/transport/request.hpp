@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sagaflow::redis {
+namespace sagaflow::transport {
 
 class request {
  public:
@@ -67,4 +67,4 @@ class request {
   std::size_t args_left_ = 0;
 };
 
-}  // namespace sagaflow::redis
+}  // namespace sagaflow::transport

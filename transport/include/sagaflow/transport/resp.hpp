@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace sagaflow::redis::resp {
+namespace sagaflow::transport::resp {
 
 enum class type : std::uint8_t {
   simple_string,    // +
@@ -107,4 +107,4 @@ class parser {
   parse_error error_ = parse_error::none;
 };
 
-}  // namespace sagaflow::redis::resp
+}  // namespace sagaflow::transport::resp
