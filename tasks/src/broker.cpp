@@ -80,13 +80,49 @@ void broker::add_result(transport::request& req, const queue_keys& q, std::strin
   req.push("SET", q.result(task_id), json, "PX", std::to_string(ttl.count()));
 }
 
-awaitable<bool> broker::retry(const queue_keys& q, std::size_t p, std::string_view entry_id, std::int64_t due_ms,
-                              std::string_view member) {
-  std::string due_text = std::to_string(due_ms);
-  std::string_view keys[] = {q.streams[p], q.delayed};
-  std::string_view args[] = {consumer_group, entry_id, due_text, member};
-  auto reply = co_await transport::evalsha(*connection_, scripts::retry(), keys, args);
-  co_return transport::as_integer(reply, "retry script") == 1;
+void broker::add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
+  auto& script = scripts::retry();
+  req.begin(6 + 3 * items.size()).arg("EVALSHA").arg(script.sha1()).arg(2).arg(q.streams[p]).arg(q.delayed).arg(consumer_group);
+  for (auto& item : items) req.arg(item.entry_id).arg(item.due_ms).arg(item.member);
+}
+
+std::vector<bool> broker::retry_reply(const transport::resp::value& reply) {
+  if (reply.is_error()) throw transport::server_error("EVALSHA retry", reply.text);
+  std::vector<bool> moved;
+  moved.reserve(reply.elements.size());
+  for (auto& e : reply.elements) moved.push_back(transport::as_integer(e, "retry script") == 1);
+  return moved;
+}
+
+awaitable<std::vector<bool>> broker::retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
+  for (int round = 0;; ++round) {
+    transport::request req;
+    add_retry(req, q, p, items);
+    auto replies = co_await connection_->exec(std::move(req));
+    if (round == 0 && needs_scripts(replies)) {
+      co_await load_scripts();
+      continue;
+    }
+    auto moved = retry_reply(replies.at(0));
+    if (moved.size() != items.size()) throw boost::system::system_error(transport::error::unexpected_reply, "retry script");
+    co_return moved;
+  }
+}
+
+bool broker::needs_scripts(const transport::response& replies) {
+  for (auto& r : replies)
+    if (r.is_error() && r.text.starts_with("NOSCRIPT")) return true;
+  return false;
+}
+
+awaitable<void> broker::load_scripts() {
+  transport::request req;
+  for (auto* s : {&scripts::enqueue(), &scripts::fetch(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
+                  &scripts::renew(), &scripts::release(), &scripts::requeue_dead()})
+    req.push("SCRIPT", "LOAD", s->source());
+  auto replies = co_await connection_->exec(std::move(req));
+  for (auto& r : replies)
+    if (r.is_error()) throw transport::server_error("SCRIPT LOAD", r.text);
 }
 
 awaitable<bool> broker::dead_letter(const queue_keys& q, std::size_t p, std::string_view entry_id,

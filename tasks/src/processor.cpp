@@ -148,14 +148,12 @@ awaitable<void> processor::execute(queue_state& q, fetched item, slot& s) {
     co_await settler_.bury(q, item, &task, failed->reason, failed->error);
     co_return;
   }
+  log::debug("worker", "task ", task.id, " (", task.name, ") attempt ", task.attempt, " failed: ", failed->error,
+             "; retry in ", failed->delay.count(), " ms");
   task.previous_delay = failed->delay;
-  task.last_error = failed->error;
+  task.last_error = std::move(failed->error);
   task.attempt += 1;
-  if (co_await settler_.schedule(q, item, task, failed->delay)) {
-    ++state_.stats.retried;
-    log::debug("worker", "task ", task.id, " (", task.name, ") attempt ", task.attempt - 1, " failed: ", failed->error,
-               "; retry in ", failed->delay.count(), " ms");
-  }
+  settler_.schedule(q, item, task, failed->delay);
 }
 
 // No handler for this task's name here. During a rolling deploy a new task type reaches old
@@ -177,7 +175,7 @@ awaitable<void> processor::no_handler(queue_state& q, const fetched& item, envel
               "): such tasks go back to their queue for up to ", options.unknown_task_grace.count(),
               " ms, for a worker that has one, then to the dead letters");
   auto delay = std::min(options.unknown_task_delay, options.unknown_task_grace - waited);
-  if (co_await settler_.schedule(q, item, task, delay)) ++state_.stats.handed_back;
+  settler_.schedule(q, item, task, delay, true);
 }
 
 awaitable<void> processor::hand_back() {

@@ -1,6 +1,7 @@
 // The settler ends a task's stay in its stream, by one of three atomic steps: completed (XACK +
-// XDEL, coalesced into one pipeline per round trip, results written first), moved to the delayed
-// set (a retry, or a task no handler here knows), or buried in the dead letters. A failed
+// XDEL), moved to the delayed set (a retry, or a task no handler here knows; one script call per
+// stream), both coalesced into one pipeline per round trip with results written first; or
+// buried in the dead letters (one script call each: rare). A failed
 // settlement is retried with backoff across reconnects, because each step changes nothing once
 // the entry is no longer pending; after a lease's worth of failures the entry is let go, so that
 // recovery takes it over: a task is never orphaned by its owner.
@@ -16,10 +17,12 @@ class settler {
  public:
   explicit settler(worker_state& state) : state_(state), flushed_(state.strand) {}
 
-  // Queues the acknowledgement (and the handler's result) and returns at once.
+  // Queues the acknowledgement (and the handler's result); returns at once.
   void complete(queue_state& q, const fetched& item, const envelope& task, const std::optional<boost::json::value>& result);
-  // Moves the entry to the delayed set as `task`, due after `delay`; true when this worker did it.
-  awaitable<bool> schedule(queue_state& q, const fetched& item, const envelope& task, std::chrono::milliseconds delay);
+  // Queues the move of the entry to the delayed set as `task`, due after `delay`: a retry, or
+  // (`hand_back`) a task no handler here knows; returns at once.
+  void schedule(queue_state& q, const fetched& item, const envelope& task, std::chrono::milliseconds delay,
+                bool hand_back = false);
   // Dead-letters the entry: `task`'s fields, or the entry's raw fields when it is not a task.
   awaitable<void> bury(queue_state& q, const fetched& item, const envelope* task, std::string_view reason,
                        const std::string& error);
@@ -28,18 +31,30 @@ class settler {
   awaitable<void> flush();
 
  private:
+  struct scheduled {
+    std::string entry_id;
+    std::int64_t due_ms;
+    std::string member;
+    bool hand_back;
+  };
+  // What one queue has to settle, by priority stream, sent together in one round trip.
+  struct queued {
+    std::array<std::vector<std::string>, priority_count> acks;
+    std::array<std::vector<scheduled>, priority_count> retries;
+    std::vector<std::pair<std::string, std::string>> results;  // task id, JSON
+  };
+  using round = std::unordered_map<queue_state*, queued>;
+
+  void start_flush();
   awaitable<void> flush_loop();
+  void settled(round& r, const transport::response& replies, const std::vector<std::size_t>& retry_replies);
+  void put_back(round& r);
   template <typename Step>
   awaitable<std::optional<bool>> settle(queue_state& q, const fetched& item, Step step, const std::string& what);
   void release(queue_state& q, const fetched& item) { q.owned[item.stream].erase(item.entry.id); }
 
-  struct pending_acks {
-    std::array<std::vector<std::string>, priority_count> ids;
-    std::vector<std::pair<std::string, std::string>> results;  // task id, JSON
-  };
-
   worker_state& state_;
-  std::unordered_map<queue_state*, pending_acks> queued_;
+  round queued_;
   bool flushing_ = false;
   notifier flushed_;
 };

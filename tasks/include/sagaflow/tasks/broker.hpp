@@ -79,11 +79,21 @@ class broker {
   // SET result PX ttl, appended to `req`.
   static void add_result(transport::request& req, const queue_keys& q, std::string_view task_id,
                          std::string_view json, std::chrono::milliseconds ttl);
-  // retry.lua. KEYS: the stream, the delayed zset. ARGV: group, entry id, due ms, member.
-  // Moves the pending entry to the delayed set as `member`. False: the entry was no longer
-  // pending for the group (another worker settled it) and nothing changed.
-  awaitable<bool> retry(const queue_keys& q, std::size_t p, std::string_view entry_id, std::int64_t due_ms,
-                        std::string_view member);
+  // retry.lua. KEYS: the stream, the delayed zset. ARGV: group, then per task: entry id, due
+  // ms, member. Moves pending entries to the delayed set, each as its member (the next attempt's
+  // envelope). Per entry: false when it was no longer pending for the group (another worker
+  // settled it) and nothing changed for it.
+  struct retry_item {
+    std::string_view entry_id;
+    std::int64_t due_ms = 0;
+    std::string_view member;
+  };
+  awaitable<std::vector<bool>> retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items);
+  static void add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items);
+  static std::vector<bool> retry_reply(const transport::resp::value& reply);
+  // A script in `req` met NOSCRIPT (a restarted server): load them all, then send it again.
+  static bool needs_scripts(const transport::response& replies);
+  awaitable<void> load_scripts();
   // dead.lua. KEYS: the stream, the dead-letter stream. ARGV: group, entry id, dead-letter fields...
   // Moves the pending entry to the dead letters: `fields` (the task, or the raw entry when it was
   // not one) plus the burial's dead.* fields. False as for retry().
