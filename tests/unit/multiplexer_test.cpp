@@ -189,12 +189,12 @@ TEST(multiplexer, requests_queued_while_a_write_is_in_flight_go_together_in_the_
 
 TEST(multiplexer, a_write_takes_no_more_requests_once_it_reaches_max_write_batch) {
   const std::size_t one = get("a").payload().size();
-  harness h(one + 1);
+  harness h(2 * one);
   outcome a, b, c;
   h.add(get("a"), a);
   h.add(get("b"), b);
   h.add(get("c"), c);
-  EXPECT_EQ(h.write(), get("a").payload() + get("b").payload()) << "under the limit, so b goes too";
+  EXPECT_EQ(h.write(), get("a").payload() + get("b").payload()) << "under the limit after a: b goes too; then at it";
   EXPECT_EQ(h.write(), get("c").payload());
 }
 

@@ -20,7 +20,7 @@ void multiplexer::fail(std::deque<pending>& list, error_code ec) {
   list.clear();
 }
 
-std::optional<multiplexer::time_point> multiplexer::add(std::uint64_t id, request req, handler h, time_point now) {
+std::optional<multiplexer::time_point> multiplexer::add(std::uint64_t id, request&& req, handler&& h, time_point now) {
   pending p{id, std::move(req), 0, {}, {}, std::move(h)};
   p.deadline = now + p.req.timeout.value_or(command_timeout_) + p.req.block_time;
   if (p.req.empty()) {

@@ -30,7 +30,7 @@ class multiplexer {
   // Queues `req` to be written, or completes it at once: an empty one with no replies, an
   // incomplete one with invalid_argument. Returns a time if the watchdog must now fire earlier
   // than it was set to (or it was not set).
-  std::optional<time_point> add(std::uint64_t id, request req, handler h, time_point now);
+  std::optional<time_point> add(std::uint64_t id, request&& req, handler&& h, time_point now);
 
   // Completes request `id` with operation_aborted. Unwritten, it is dropped and never written;
   // written, it stays so that its replies are read and discarded. Unknown ids are ignored.
