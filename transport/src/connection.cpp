@@ -1,9 +1,10 @@
-// The connection's machinery, all on one strand: a run loop coroutine (connect, handshake, read
-// replies, reconnect), a writer that coalesces queued requests into one write, and a watchdog
-// timer for request deadlines.
+// The connection's I/O, all on one strand: a run loop coroutine (connect, handshake, read replies,
+// reconnect), a writer, and a watchdog timer for request deadlines. What to write, which request
+// a reply belongs to and what a deadline means are decided by detail::multiplexer.
 #include <sagaflow/engine/log.hpp>
 #include <sagaflow/transport/commands.hpp>
 #include <sagaflow/transport/connection.hpp>
+#include <sagaflow/transport/detail/multiplexer.hpp>
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/connect.hpp>
@@ -15,7 +16,6 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -86,15 +86,6 @@ constexpr std::size_t max_write_batch = 4 * 1024 * 1024;
 }  // namespace
 
 struct connection::impl {
-  struct pending {
-    std::uint64_t id;
-    request req;
-    std::size_t received = 0;
-    response replies;
-    steady_clock::time_point deadline;
-    exec_handler handler;  // empty once completed or abandoned
-  };
-
   connection& owner;
   std::optional<asio::ssl::context> tls_context;
   std::shared_ptr<link> current;
@@ -102,88 +93,39 @@ struct connection::impl {
   resp::parser parser;
   std::vector<char> read_buffer = std::vector<char>(2 * read_chunk);
   std::size_t read_begin = 0, read_end = 0;
-  std::string write_buffer;
-  std::deque<pending> queued, in_flight;
+  detail::multiplexer mux;
   std::uint64_t generation = 0;
-  bool writing = false;
   bool is_connected = false;
   bool closed = false;
   // Optional so that release() can destroy them while the context's services still exist.
   std::optional<asio::steady_timer> watchdog;
-  bool watchdog_armed = false;
-  steady_clock::time_point watchdog_expiry;
   std::optional<asio::steady_timer> reconnect_timer;
 
-  explicit impl(connection& c) : owner(c) {
+  explicit impl(connection& c) : owner(c), mux(c.cfg_.command_timeout, max_write_batch) {
     watchdog.emplace(*c.strand_);
     reconnect_timer.emplace(*c.strand_);
   }
 
   asio::strand<asio::any_io_executor>& strand() { return *owner.strand_; }
 
-  // --- completion -------------------------------------------------------------------------
-  static void complete(pending& p, error_code ec) {
-    if (!p.handler) return;
-    // Posts to the caller's executor: its coroutine never resumes inside our read loop.
-    std::move(p.handler)(ec, std::move(p.replies));
-    p.handler = {};
-  }
-
-  void fail_all(std::deque<pending>& list, error_code ec) {
-    for (auto& p : list) complete(p, ec);
-    list.clear();
-  }
-
   // --- requests ---------------------------------------------------------------------------
   void enqueue(request req, exec_handler handler, std::uint64_t id) {
-    pending p{id, std::move(req), 0, {}, {}, std::move(handler)};
-    auto timeout = p.req.timeout.value_or(owner.cfg_.command_timeout) + p.req.block_time;
-    p.deadline = steady_clock::now() + timeout;
     if (closed) {
-      complete(p, error::closed);
+      std::move(handler)(error::closed, response{});
       return;
     }
-    if (p.req.empty()) {
-      complete(p, {});
-      return;
-    }
-    try {
-      (void)p.req.payload();  // throws if the request is incomplete: the caller's mistake
-    } catch (const std::logic_error&) {
-      complete(p, asio::error::invalid_argument);
-      return;
-    }
-    arm_watchdog(p.deadline);
-    queued.push_back(std::move(p));
+    if (auto at = mux.add(id, std::move(req), std::move(handler), steady_clock::now())) arm_watchdog(*at);
     start_write();
   }
 
-  void abandon(std::uint64_t id) {
-    for (auto it = queued.begin(); it != queued.end(); ++it) {
-      if (it->id == id) {
-        complete(*it, asio::error::operation_aborted);
-        queued.erase(it);
-        return;
-      }
-    }
-    // Written already: the replies will come and be discarded.
-    for (auto& p : in_flight)
-      if (p.id == id) complete(p, asio::error::operation_aborted);
-  }
-
   void start_write() {
-    if (writing || !is_connected || queued.empty()) return;
-    write_buffer.clear();
-    while (!queued.empty() && write_buffer.size() < max_write_batch) {
-      write_buffer.append(queued.front().req.payload());
-      in_flight.push_back(std::move(queued.front()));
-      queued.pop_front();
-    }
-    writing = true;
+    if (!is_connected) return;
+    auto bytes = mux.prepare_write();
+    if (bytes.empty()) return;
     auto on_written = asio::bind_executor(
         strand(), [self = owner.shared_from_this(), l = current, gen = generation](error_code ec, std::size_t) {
           auto& me = *self->impl_;
-          me.writing = false;
+          me.mux.commit_write();
           if (gen != me.generation) {  // written to a connection that has since been replaced
             me.start_write();
             return;
@@ -196,27 +138,14 @@ struct connection::impl {
           me.start_write();
         });
     if (current->secure)
-      asio::async_write(*current->secure, asio::buffer(write_buffer), std::move(on_written));
+      asio::async_write(*current->secure, asio::buffer(bytes), std::move(on_written));
     else
-      asio::async_write(*current->plain, asio::buffer(write_buffer), std::move(on_written));
-  }
-
-  void deliver(resp::value&& v) {
-    if (v.type == resp::type::push) return;  // out-of-band (we never subscribe): not a reply
-    auto& p = in_flight.front();
-    if (p.handler) p.replies.push_back(std::move(v));
-    if (++p.received == p.req.size()) {
-      complete(p, {});
-      in_flight.pop_front();
-    }
+      asio::async_write(*current->plain, asio::buffer(bytes), std::move(on_written));
   }
 
   // --- deadlines --------------------------------------------------------------------------
-  void arm_watchdog(steady_clock::time_point deadline) {
-    if (watchdog_armed && watchdog_expiry <= deadline) return;
-    watchdog_armed = true;
-    watchdog_expiry = deadline;
-    watchdog->expires_at(deadline);
+  void arm_watchdog(steady_clock::time_point at) {
+    watchdog->expires_at(at);
     watchdog->async_wait([self = owner.shared_from_this()](error_code ec) {
       if (ec == asio::error::operation_aborted) return;  // re-armed earlier, or closed
       self->impl_->on_watchdog();
@@ -224,35 +153,12 @@ struct connection::impl {
   }
 
   void on_watchdog() {
-    watchdog_armed = false;
-    auto now = steady_clock::now();
-    // Not yet written (e.g. while reconnecting): fail alone, nothing was sent.
-    for (auto it = queued.begin(); it != queued.end();) {
-      if (it->deadline <= now) {
-        complete(*it, error::timeout);
-        it = queued.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    // Replies come in order: if the oldest request in flight is overdue, the connection is
-    // stuck (server hung, half-open TCP); drop it so that everything behind fails fast and the
-    // connection is rebuilt.
-    if (!in_flight.empty() && in_flight.front().deadline <= now) {
-      auto& p = in_flight.front();
-      log::warn("redis", owner.cfg_.describe(), ": ", p.req.command_name(0), " got no reply in time; reconnecting");
-      complete(p, error::timeout);
+    auto verdict = mux.on_watchdog(steady_clock::now());
+    if (verdict.stuck) {
+      log::warn("redis", owner.cfg_.describe(), ": ", verdict.command, " got no reply in time; reconnecting");
       if (current) current->close();
     }
-    std::optional<steady_clock::time_point> next;
-    for (auto& p : queued)
-      if (!next || p.deadline < *next) next = p.deadline;
-    for (auto& p : in_flight)
-      if (p.handler && (!next || p.deadline < *next)) {
-        next = p.deadline;
-        break;  // in order: the first live one is the one that matters
-      }
-    if (next) arm_watchdog(*next);
+    if (verdict.next) arm_watchdog(*verdict.next);
   }
 
   // --- connection life --------------------------------------------------------------------
@@ -451,9 +357,8 @@ struct connection::impl {
     try {
       for (;;) {
         parse_buffered([&](resp::value&& v) {
-          if (in_flight.empty() && v.type != resp::type::push)
+          if (!mux.on_reply(std::move(v)))
             throw system_error(error::protocol_error, "reply with no request waiting for it");
-          deliver(std::move(v));
         });
         co_await read_some(*l);
       }
@@ -467,8 +372,7 @@ struct connection::impl {
     is_connected = false;
     owner.connected_.store(false);
     if (current) current->close();
-    // A corrupt reply stream is reported as such; any other loss means "may have run".
-    fail_all(in_flight, why == error::protocol_error ? why : make_error_code(error::connection_lost));
+    mux.on_connection_lost(why);
   }
 
   awaitable<void> run() {
@@ -480,7 +384,7 @@ struct connection::impl {
       if (closed) break;
       if (!owner.cfg_.reconnect) {
         closed = true;
-        fail_all(queued, error::connection_lost);
+        mux.fail_all(error::connection_lost);  // the written ones failed in drop_link
         break;
       }
       std::chrono::milliseconds delay{0};
@@ -518,9 +422,7 @@ struct connection::impl {
     if (current) current->close();
     reconnect_timer->cancel();
     watchdog->cancel();
-    watchdog_armed = false;
-    fail_all(queued, error::closed);
-    fail_all(in_flight, error::closed);
+    mux.fail_all(error::closed);
   }
 
   // The execution context is shutting down (called by its connection_service, on the thread
@@ -547,14 +449,9 @@ struct connection::impl {
         asio::post(*io, [g = std::move(graveyard)] {});  // never runs: destroyed by the shutdown
       // On another kind of executor the sockets go now (closed, their operations cancelled).
     }
-    watchdog_armed = false;
     watchdog.reset();
     reconnect_timer.reset();
-    // Moved out first: destroying a handler may destroy its caller's frame right here.
-    auto dropped_queued = std::move(queued);
-    auto dropped_in_flight = std::move(in_flight);
-    queued.clear();
-    in_flight.clear();
+    mux.drop_all();
   }
 };
 
@@ -668,7 +565,7 @@ void connection::submit(request req, exec_handler handler, std::uint64_t id) {
 
 void connection::abandon(std::uint64_t id) {
   if (context_gone_.load(std::memory_order_acquire)) return;
-  asio::post(*strand_, [self = shared_from_this(), id] { self->impl_->abandon(id); });
+  asio::post(*strand_, [self = shared_from_this(), id] { self->impl_->mux.cancel(id); });
 }
 
 awaitable<response> connection::exec(request req) {
