@@ -15,6 +15,20 @@ std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+// The entries of an XRANGE reply.
+std::vector<transport::stream_entry> stream_entries(const transport::resp::value& reply) {
+  std::vector<transport::stream_entry> out;
+  out.reserve(reply.elements.size());
+  for (auto& raw : reply.elements) {
+    transport::stream_entry entry;
+    entry.id = raw.elements.at(0).text;
+    auto& f = raw.elements.at(1).elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(f[i].text, f[i + 1].text);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
 std::vector<transport::field_view> field_views(const std::vector<std::string>& flat) {
   std::vector<transport::field_view> out;
   out.reserve(flat.size() / 2);
@@ -75,7 +89,8 @@ awaitable<std::string> client::enqueue(std::string name, tasks::payload payload,
   queue_keys keys(options_.prefix, e.queue);
   auto due = due_ms(options);
   auto& stream = keys.streams[static_cast<std::size_t>(e.priority)];
-  auto fields = e.to_fields();
+  std::vector<std::string> fields;
+  if (!due) fields = e.to_fields();
   if (!due && options.idempotency_key.empty()) {
     auto fv = field_views(fields);
     co_await transport::xadd(*connection_, stream, fv);
@@ -86,7 +101,8 @@ awaitable<std::string> client::enqueue(std::string name, tasks::payload payload,
   std::string due_text = std::to_string(due.value_or(0));
   std::string member = due ? e.to_delayed_member() : std::string();
   std::vector<std::string_view> args{due ? "delay" : "now", due_text, ttl, e.id, member};
-  for (auto& f : fields) args.push_back(f);
+  if (!due)  // a delayed task travels as its member only: the script reads the fields for "now"
+    for (auto& f : fields) args.push_back(f);
   std::string_view script_keys[] = {stream, keys.delayed, uniq};
   auto reply = co_await transport::evalsha(*connection_, scripts::enqueue(), script_keys, args);
   if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "enqueue script");
@@ -134,11 +150,7 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
   queue_keys keys(options_.prefix, queue);
   auto reply = co_await connection_->call("XRANGE", keys.dead, "-", "+", "COUNT", count);
   std::vector<dead_letter> out;
-  for (auto& raw : reply.elements) {
-    transport::stream_entry entry;
-    entry.id = raw.elements.at(0).text;
-    auto& f = raw.elements.at(1).elements;
-    for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(f[i].text, f[i + 1].text);
+  for (auto& entry : stream_entries(reply)) {
     dead_letter d;
     d.entry_id = entry.id;
     for (auto& [k, v] : entry.fields) {
@@ -150,7 +162,7 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
       else if (k == "dead.attempts") d.attempts = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
     }
     try {
-      d.task = envelope::from_fields(entry.fields);
+      d.task = envelope::from_fields(entry.fields);  // either entry format
     } catch (const std::invalid_argument&) {
       // An undecodable entry is listed as it is: its raw fields stay in the dead-letter stream.
     }
@@ -159,14 +171,45 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
   co_return out;
 }
 
+// The envelope is packed, so the fresh start (attempt 1, no memory of having had no handler) is
+// written here rather than in Lua; the script then moves each entry only if it removes it from
+// the dead letters itself, so that two operators requeueing at once do not run a task twice.
 awaitable<std::size_t> client::requeue_dead(std::string queue, std::string entry_id, std::size_t count) {
   validate_queue_name(queue);
   queue_keys keys(options_.prefix, queue);
+  transport::resp::value reply;
+  if (entry_id.empty()) {
+    reply = co_await connection_->call("XRANGE", keys.dead, "-", "+", "COUNT", count);
+  } else {
+    reply = co_await connection_->call("XRANGE", keys.dead, entry_id, entry_id);
+  }
+  // (dead entry id, priority digit, packed envelope) per task; entries that are not tasks stay.
+  std::vector<std::string> triples;
+  for (auto& entry : stream_entries(reply)) {
+    envelope task;
+    try {
+      task = envelope::from_fields(entry.fields);
+    } catch (const std::invalid_argument&) {
+      continue;
+    }
+    task.attempt = 1;
+    task.unknown_since_ms = 0;
+    triples.push_back(std::move(entry.id));
+    triples.emplace_back(1, static_cast<char>('0' + static_cast<int>(task.priority)));
+    triples.push_back(task.encode());
+  }
   std::string_view script_keys[] = {keys.dead, keys.streams[0], keys.streams[1], keys.streams[2], keys.streams[3]};
-  std::string n = std::to_string(count);
-  std::string_view args[] = {entry_id, n};
-  auto reply = co_await transport::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
-  co_return static_cast<std::size_t>(reply.integer);
+  // A bounded batch per call: each script call blocks Redis for its duration.
+  constexpr std::size_t per_call = 100;
+  std::size_t moved = 0;
+  for (std::size_t first = 0; first < triples.size(); first += 3 * per_call) {
+    std::size_t last = std::min(triples.size(), first + 3 * per_call);
+    std::vector<std::string_view> args(triples.begin() + static_cast<std::ptrdiff_t>(first),
+                                       triples.begin() + static_cast<std::ptrdiff_t>(last));
+    auto moved_here = co_await transport::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
+    moved += static_cast<std::size_t>(moved_here.integer);
+  }
+  co_return moved;
 }
 
 }  // namespace sagaflow::tasks
