@@ -29,6 +29,19 @@ std::vector<transport::stream_entry> stream_entries(const transport::resp::value
   return out;
 }
 
+// The task a dead letter holds: its fields (either entry format) or, when an older promoter could
+// not read a packed delayed member and buried it as it was (dead.raw), that member's envelope.
+// Throws std::invalid_argument when it holds none.
+envelope dead_task(const transport::stream_entry& entry) {
+  try {
+    return envelope::from_fields(entry.fields);
+  } catch (const std::invalid_argument&) {
+    const std::string* raw = entry.find("dead.raw");
+    if (!raw || raw->empty() || (*raw)[0] < '0' || (*raw)[0] > '3') throw;
+    return envelope::decode(std::string_view(*raw).substr(1));
+  }
+}
+
 std::vector<transport::field_view> field_views(const std::vector<std::string>& flat) {
   std::vector<transport::field_view> out;
   out.reserve(flat.size() / 2);
@@ -162,7 +175,7 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
       else if (k == "dead.attempts") d.attempts = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
     }
     try {
-      d.task = envelope::from_fields(entry.fields);  // either entry format
+      d.task = dead_task(entry);
     } catch (const std::invalid_argument&) {
       // An undecodable entry is listed as it is: its raw fields stay in the dead-letter stream.
     }
@@ -188,7 +201,7 @@ awaitable<std::size_t> client::requeue_dead(std::string queue, std::string entry
   for (auto& entry : stream_entries(reply)) {
     envelope task;
     try {
-      task = envelope::from_fields(entry.fields);
+      task = dead_task(entry);
     } catch (const std::invalid_argument&) {
       continue;
     }

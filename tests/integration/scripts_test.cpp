@@ -317,10 +317,11 @@ TEST_F(scripts_test, promote_moves_packed_and_old_json_members_and_buries_garbag
   });
 }
 
-// client::requeue_dead gives a dead task, packed or in named fields, a fresh start (attempt 1,
-// no memory of having had no handler) back in its priority stream as a packed entry; an entry
-// that is not a task stays a dead letter.
-TEST_F(scripts_test, requeue_dead_requeues_packed_and_old_dead_letters_with_attempt_1) {
+// client::requeue_dead gives a dead task, packed, in named fields, or a packed delayed member an
+// older promoter buried, a fresh start (attempt 1, no memory of having had no handler) back in
+// its priority stream as a packed entry; an entry that is not a task stays a dead letter.
+// list_dead shows each of them.
+TEST_F(scripts_test, requeue_dead_requeues_packed_and_old_dead_letters_with_attempt_1_and_leaves_the_rest) {
   with_client([&](tasks::client& client, transport::connection& c) -> awaitable<void> {
     auto packed = sample_task("new-1", tasks::priority::high);
     packed.attempt = 5;
@@ -335,11 +336,26 @@ TEST_F(scripts_test, requeue_dead_requeues_packed_and_old_dead_letters_with_atte
     old_fields.emplace_back("dead.attempts", "4");
     const auto not_a_task = std::vector<std::pair<std::string, std::string>>{
         {"garbage", "x"}, {"dead.reason", "undecodable"}, {"dead.error", "task entry lacks the field 'id'"}};
+    // A packed member that a promoter of the version before could not read: buried as it was.
+    auto unread = sample_task("unread-1", tasks::priority::low);
+    unread.attempt = 2;
+    const auto unread_fields = std::vector<std::pair<std::string, std::string>>{
+        {"dead.reason", "undecodable"}, {"dead.error", "delayed entry is not a task envelope"},
+        {"dead.raw", unread.to_delayed_member()}, {"dead.at", "1"}};
     co_await add(c, keys.dead, packed_fields);
     auto stays = co_await add(c, keys.dead, not_a_task);
     co_await add(c, keys.dead, old_fields);
+    co_await add(c, keys.dead, unread_fields);
 
-    EXPECT_EQ(co_await client.requeue_dead("default"), 2u);
+    auto listed = co_await client.list_dead("default");
+    CO_ASSERT_EQ(listed.size(), 4u);
+    EXPECT_EQ(listed[0].task.id, "new-1");
+    EXPECT_EQ(listed[0].attempts, 5u);
+    EXPECT_EQ(listed[1].task.id, "") << "not a task";
+    EXPECT_EQ(listed[2].task.id, "old-1");
+    EXPECT_EQ(listed[3].task.id, "unread-1");
+
+    EXPECT_EQ(co_await client.requeue_dead("default"), 3u);
 
     auto high = co_await entries(c, keys.streams[1]);
     CO_ASSERT_EQ(high.size(), 1u);
@@ -363,6 +379,12 @@ TEST_F(scripts_test, requeue_dead_requeues_packed_and_old_dead_letters_with_atte
     EXPECT_EQ(old.priority, tasks::priority::critical);
     EXPECT_EQ(old.correlation_id, "corr-old");
     EXPECT_EQ(old.headers.at("traceparent"), "00-cc-dd-01");
+
+    auto low = co_await entries(c, keys.streams[3]);
+    CO_ASSERT_EQ(low.size(), 1u);
+    auto unread_again = tasks::envelope::from_fields(low[0].fields);
+    EXPECT_EQ(unread_again.id, "unread-1");
+    EXPECT_EQ(unread_again.attempt, 1u);
 
     auto dead = co_await entries(c, keys.dead);
     CO_ASSERT_EQ(dead.size(), 1u);
