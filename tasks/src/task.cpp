@@ -63,7 +63,8 @@ struct backoff_text {
     char* end = buffer + sizeof buffer;
     out = std::to_chars(out, end, b.base.count()).ptr;
     *out++ = ',';
-    // A whole multiplier (the usual 2) as an integer: the same text, a tenth of the cost.
+    // A whole multiplier (the usual 2) as an integer: the same text, without the cost of the
+    // shortest-double search.
     if (b.multiplier >= 1 && b.multiplier <= 1e15 && b.multiplier == static_cast<double>(static_cast<std::int64_t>(b.multiplier)))
       out = std::to_chars(out, end, static_cast<std::int64_t>(b.multiplier)).ptr;
     else
@@ -87,10 +88,11 @@ std::size_t digits(std::size_t n) noexcept {
   return d;
 }
 
-// The bytes " length:" + n take.
+// The size of an item of n bytes with the space before it: " length:bytes".
 std::size_t item_size(std::size_t n) noexcept { return 1 + digits(n) + 1 + n; }
 
-// Writes " length:" and the bytes at `out` (the buffer was sized for them); returns the end.
+// put_length writes "length:", put_item " length:bytes", at `out` in a buffer sized for them
+// beforehand; each returns the end of what it wrote.
 char* put_length(char* out, std::size_t n) noexcept {
   if (n < 10) {  // most items: a digit or two
     *out++ = static_cast<char>('0' + n);
