@@ -1,30 +1,14 @@
--- Puts dead letters back into their priority stream with a fresh attempt count.
+-- Puts dead letters back into their priority stream; the client has already given each a fresh
+-- start (attempt 1, no memory of having had no handler) in its packed envelope.
 -- KEYS[1] the dead-letter stream, KEYS[2..5] the streams p0..p3
--- ARGV[1] a dead-letter entry id, or "" for all; ARGV[2] at most this many (for "")
--- Returns the number requeued. Entries that are not task envelopes stay where they are. A requeued
--- task starts afresh: attempt 1, and no memory of having had no handler.
-local entries
-if ARGV[1] ~= '' then
-  entries = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-else
-  entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])
-end
+-- ARGV triples: dead-letter entry id, priority digit (0..3), packed envelope (the `task` field)
+-- Returns the number requeued. A task goes back only if this call removed its dead letter, so
+-- two operators requeueing the same entry at once add it to its stream once.
 local moved = 0
-for _, e in ipairs(entries) do
-  local fields, p, has_name = {}, nil, false
-  for i = 1, #e[2], 2 do
-    local k, v = e[2][i], e[2][i + 1]
-    if k == 'priority' then p = tonumber(v) end
-    if k == 'name' then has_name = true end
-    if k == 'attempt' then v = '1' end
-    if string.sub(k, 1, 5) ~= 'dead.' and k ~= 'unknown_since_ms' then
-      table.insert(fields, k)
-      table.insert(fields, v)
-    end
-  end
-  if p and p >= 0 and p <= 3 and has_name then
-    redis.call('XADD', KEYS[2 + p], '*', unpack(fields))
-    redis.call('XDEL', KEYS[1], e[1])
+for i = 1, #ARGV - 2, 3 do
+  local p = tonumber(ARGV[i + 1])
+  if p and p >= 0 and p <= 3 and p == math.floor(p) and redis.call('XDEL', KEYS[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2 + p], '*', 'task', ARGV[i + 2])
     moved = moved + 1
   end
 end

@@ -1,7 +1,8 @@
 -- Moves failed tasks from their stream to the delayed set, atomically: one call settles every
 -- retry a worker has for one stream in a round trip.
 -- KEYS[1] the stream, KEYS[2] the delayed zset
--- ARGV[1] group, then per task three: entry id, due time (ms), member
+-- ARGV[1] group, then per task three: entry id, due time (ms), member (priority digit + the
+-- next attempt's packed envelope)
 -- Returns one number per task: 1 moved, or 0 when the entry was no longer pending for the group
 -- (another worker took it over and settled it): then nothing is changed for it.
 local moved, acked = {}, {}

@@ -21,7 +21,8 @@ std::vector<transport::field_view> views_of(const std::vector<std::string>& flat
 awaitable<std::string> broker::enqueue(const queue_keys& q, const envelope& task, std::optional<std::int64_t> due_ms,
                                        std::string_view idempotency_key, std::chrono::milliseconds idempotency_ttl) {
   auto& stream = q.streams[static_cast<std::size_t>(task.priority)];
-  auto fields = task.to_fields();
+  std::vector<std::string> fields;
+  if (!due_ms) fields = task.to_fields();  // a delayed task travels as its member only
   if (!due_ms && idempotency_key.empty()) {
     auto views = views_of(fields);
     co_await transport::xadd(*connection_, stream, views);
@@ -202,6 +203,41 @@ awaitable<std::optional<std::string>> broker::result(const queue_keys& q, std::s
   auto reply = co_await connection_->call("GET", key);
   if (reply.is_null()) co_return std::nullopt;
   co_return std::move(reply.text);
+}
+
+awaitable<std::vector<transport::stream_entry>> broker::dead_letters(const queue_keys& q, std::string_view first,
+                                                                     std::string_view last, std::size_t count) {
+  auto reply = co_await connection_->call("XRANGE", q.dead, first, last, "COUNT", count);
+  if (reply.is_error()) throw transport::server_error("XRANGE", reply.text);
+  std::vector<transport::stream_entry> out;
+  out.reserve(reply.elements.size());
+  for (auto& raw : reply.elements) {
+    transport::stream_entry entry;
+    entry.id = std::move(raw.elements.at(0).text);
+    auto& f = raw.elements.at(1).elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(std::move(f[i].text), std::move(f[i + 1].text));
+    out.push_back(std::move(entry));
+  }
+  co_return out;
+}
+
+awaitable<std::size_t> broker::requeue_dead(const queue_keys& q, std::span<const requeue_item> items) {
+  std::string_view keys[] = {q.dead, q.streams[0], q.streams[1], q.streams[2], q.streams[3]};
+  static constexpr std::string_view digits[] = {"0", "1", "2", "3"};
+  constexpr std::size_t per_call = 100;
+  std::size_t moved = 0;
+  std::vector<std::string_view> args;
+  for (std::size_t first = 0; first < items.size(); first += per_call) {
+    args.clear();
+    for (auto& item : items.subspan(first, std::min(per_call, items.size() - first))) {
+      args.push_back(item.dead_entry_id);
+      args.push_back(digits[static_cast<std::size_t>(item.priority) % priority_count]);
+      args.push_back(item.packed);
+    }
+    auto reply = co_await transport::evalsha(*connection_, scripts::requeue_dead(), keys, args);
+    moved += static_cast<std::size_t>(transport::as_integer(reply, "requeue_dead script"));
+  }
+  co_return moved;
 }
 
 }  // namespace sagaflow::tasks

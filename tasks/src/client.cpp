@@ -1,7 +1,5 @@
 // The producer side over the broker: enqueue (plain XADD when it can, the enqueue script for
 // delays and idempotency keys), results, and dead letter management.
-#include "scripts.hpp"
-
 #include <boost/json.hpp>
 
 #include <sagaflow/engine/id.hpp>
@@ -13,6 +11,19 @@ namespace {
 
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// The task a dead letter holds: its fields (either entry format) or, when an older promoter could
+// not read a packed delayed member and buried it as it was (dead.raw), that member's envelope.
+// Throws std::invalid_argument when it holds none.
+envelope dead_task(const transport::stream_entry& entry) {
+  try {
+    return envelope::from_fields(entry.fields);
+  } catch (const std::invalid_argument&) {
+    const std::string* raw = entry.find(dead_field::raw);
+    if (!raw || raw->empty() || (*raw)[0] < '0' || (*raw)[0] > '3') throw;
+    return envelope::decode(std::string_view(*raw).substr(1));
+  }
 }
 
 // When the task is due, or nothing if it is due now.
@@ -108,25 +119,21 @@ awaitable<std::optional<boost::json::value>> client::result(std::string queue, s
 awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::size_t count) {
   validate_queue_name(queue);
   queue_keys keys(options_.prefix, queue);
-  auto reply = co_await connection_->call("XRANGE", keys.dead, "-", "+", "COUNT", count);
+  auto entries = co_await broker_.dead_letters(keys, "-", "+", count);
   std::vector<dead_letter> out;
-  for (auto& raw : reply.elements) {
-    transport::stream_entry entry;
-    entry.id = raw.elements.at(0).text;
-    auto& f = raw.elements.at(1).elements;
-    for (std::size_t i = 0; i + 1 < f.size(); i += 2) entry.fields.emplace_back(f[i].text, f[i + 1].text);
+  for (auto& entry : entries) {
     dead_letter d;
     d.entry_id = entry.id;
     for (auto& [k, v] : entry.fields) {
-      if (k == "dead.reason") d.reason = v;
-      else if (k == "dead.error") d.error = v;
-      else if (k == "dead.worker") d.worker = v;
-      else if (k == "dead.at") d.at_ms = std::atoll(v.c_str());
-      else if (k == "dead.entry") d.stream_entry_id = v;
-      else if (k == "dead.attempts") d.attempts = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+      if (k == dead_field::reason) d.reason = v;
+      else if (k == dead_field::error) d.error = v;
+      else if (k == dead_field::worker) d.worker = v;
+      else if (k == dead_field::at) d.at_ms = std::atoll(v.c_str());
+      else if (k == dead_field::entry) d.stream_entry_id = v;
+      else if (k == dead_field::attempts) d.attempts = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
     }
     try {
-      d.task = envelope::from_fields(entry.fields);
+      d.task = dead_task(entry);
     } catch (const std::invalid_argument&) {
       // An undecodable entry is listed as it is: its raw fields stay in the dead-letter stream.
     }
@@ -135,14 +142,37 @@ awaitable<std::vector<dead_letter>> client::list_dead(std::string queue, std::si
   co_return out;
 }
 
+// The envelope is packed, so the fresh start (attempt 1, no memory of having had no handler) is
+// written here rather than in Lua; the script then moves each entry only if it removes it from
+// the dead letters itself, so that two operators requeueing at once do not run a task twice.
 awaitable<std::size_t> client::requeue_dead(std::string queue, std::string entry_id, std::size_t count) {
   validate_queue_name(queue);
   queue_keys keys(options_.prefix, queue);
-  std::string_view script_keys[] = {keys.dead, keys.streams[0], keys.streams[1], keys.streams[2], keys.streams[3]};
-  std::string n = std::to_string(count);
-  std::string_view args[] = {entry_id, n};
-  auto reply = co_await transport::evalsha(*connection_, scripts::requeue_dead(), script_keys, args);
-  co_return static_cast<std::size_t>(reply.integer);
+  // Not a conditional around two co_awaits: GCC 12 miscompiles those.
+  std::vector<transport::stream_entry> entries;
+  if (entry_id.empty())
+    entries = co_await broker_.dead_letters(keys, "-", "+", count);
+  else
+    entries = co_await broker_.dead_letters(keys, entry_id, entry_id, 1);
+  // Entries that are not tasks stay where they are.
+  std::vector<std::string> packed;
+  std::vector<broker::requeue_item> items;
+  packed.reserve(entries.size());
+  items.reserve(entries.size());
+  for (auto& entry : entries) {
+    envelope task;
+    try {
+      task = dead_task(entry);
+    } catch (const std::invalid_argument&) {
+      continue;
+    }
+    task.attempt = 1;
+    task.unknown_since_ms = 0;
+    packed.push_back(task.encode());
+    items.push_back({entry.id, task.priority, packed.back()});
+  }
+  auto moved = co_await broker_.requeue_dead(keys, items);
+  co_return moved;
 }
 
 }  // namespace sagaflow::tasks

@@ -262,3 +262,33 @@ TEST_F(broker_test, result_reads_what_a_completion_wrote) {
     EXPECT_TRUE((co_await b.pending(keys, 2, 10, 0ms)).empty());
   });
 }
+
+TEST_F(broker_test, requeue_dead_moves_each_dead_letter_back_once) {
+  with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
+    std::vector<std::string> ids{"q-1"};
+    auto entries = co_await deliver(b, ids);
+    CO_ASSERT_EQ(entries.size(), 1u);
+    auto task = make_task("q-1", tasks::priority::high);
+    task.attempt = 5;
+    auto flat = task.to_fields();
+    std::vector<transport::field_view> fields;
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) fields.push_back({flat[i], flat[i + 1]});
+    tasks::burial why{.reason = "max attempts", .error = "boom", .attempts = 5, .worker = "a"};
+    co_await b.dead_letter(keys, 2, entries[0], fields, why);
+    auto dead = co_await b.dead_letters(keys, "-", "+", 10);
+    CO_ASSERT_EQ(dead.size(), 1u);
+    task.attempt = 1;
+    std::string packed = task.encode();
+    tasks::broker::requeue_item items[] = {{dead[0].id, task.priority, packed}};
+    EXPECT_EQ(co_await b.requeue_dead(keys, items), 1u);
+    EXPECT_EQ(co_await b.requeue_dead(keys, items), 0u) << "a dead letter already requeued is not requeued again";
+    EXPECT_EQ(co_await count(c, "XLEN", keys.dead), 0);
+    std::size_t order[] = {0, 1, 2, 3};
+    auto back = co_await b.fetch(keys, order, "b", 10);
+    CO_ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(back[0].stream, keys.streams[1]) << "back in its priority's stream";
+    auto again = tasks::envelope::from_fields(back[0].entries.at(0).fields);
+    EXPECT_EQ(again.id, "q-1");
+    EXPECT_EQ(again.attempt, 1u);
+  });
+}

@@ -122,8 +122,22 @@ class broker {
                                                         std::chrono::milliseconds min_idle,
                                                         std::span<const std::string> entry_ids);
 
-  // --- results -------------------------------------------------------------------------------
+  // --- results and dead letters ----------------------------------------------------------------
   awaitable<std::optional<std::string>> result(const queue_keys& q, std::string_view task_id);
+  // XRANGE of the dead-letter stream from `first` to `last` ("-" and "+": all), up to `count`.
+  awaitable<std::vector<transport::stream_entry>> dead_letters(const queue_keys& q, std::string_view first,
+                                                               std::string_view last, std::size_t count);
+  // requeue_dead.lua. KEYS: the dead-letter stream, the streams p0..p3. ARGV: per task three:
+  // dead entry id, priority digit, packed envelope. Each task goes back to its stream only if
+  // this call removed its dead letter, so that two operators requeueing at once do not run a task
+  // twice. Calls of at most 100 tasks (each call blocks Redis while it runs); returns how many
+  // went back.
+  struct requeue_item {
+    std::string_view dead_entry_id;
+    tasks::priority priority = tasks::priority::normal;
+    std::string_view packed;  // the envelope as it should run again (attempt 1)
+  };
+  awaitable<std::size_t> requeue_dead(const queue_keys& q, std::span<const requeue_item> items);
 
  private:
   std::shared_ptr<transport::connection> connection_;

@@ -70,7 +70,19 @@ class retry_after : public std::runtime_error {
   std::chrono::milliseconds delay_;
 };
 
-// A task as it travels: the fields of its stream entry. Unknown fields are kept.
+// The one field of a task's stream entry: it holds the packed envelope (envelope::encode).
+inline constexpr std::string_view entry_field = "task";
+// The version tag that starts a packed envelope.
+inline constexpr std::string_view packed_version = "sf2";
+
+// A task as it travels. In a stream entry it is one field, `task` -> the packed envelope, so
+// that Lua scripts move it as one string and a reader parses it without a field per item (design
+// note "Entry format"). The packed form is text, readable in redis-cli:
+//   packed = "sf2" 16*(" " item)     the 16 items below in this order, then any a newer writer appended
+//   item   = length ":" bytes        length: decimal byte count, no leading zero; any byte may follow
+// id name queue priority(0..3) enc(json|bytes) attempt max_attempts backoff(base_ms,multiplier,
+// cap_ms,jitter) timeout_ms prev_delay_ms corr enqueued_ms unknown_since_ms last_error
+// headers(items: name value name value ...) payload
 struct envelope {
   std::string id;
   std::string name;
@@ -86,12 +98,25 @@ struct envelope {
   std::string last_error;        // of the previous attempt
   std::int64_t unknown_since_ms = 0;  // unix ms a worker first found no handler for it (0: never)
   std::map<std::string, std::string> headers;
+  // Items a newer writer appended after the payload, verbatim (" length:bytes" each): written
+  // back unchanged, so that a task passing through an older worker loses nothing.
+  std::string unknown_items;
 
-  // Stream entry fields: name/value pairs, flat.
+  // The packed envelope (format above). Throws nothing but std::bad_alloc.
+  std::string encode() const;
+  // Throws std::invalid_argument naming what is malformed (truncated, bad length, bad number,
+  // priority out of range, missing version tag, attempt 0...).
+  static envelope decode(std::string_view packed);
+
+  // Stream entry fields, flat: {"task", encode()}.
   std::vector<std::string> to_fields() const;
-  // Throws std::invalid_argument naming the field that is missing or malformed.
+  // Reads an entry with a `task` field (the packed envelope; other fields, such as a dead
+  // letter's dead.*, are ignored) or, failing that, the named fields of the format before it
+  // (`id name queue priority enc payload attempt ...`), which entries written before an upgrade
+  // still have. Throws std::invalid_argument naming what is missing or malformed.
   static envelope from_fields(const std::vector<std::pair<std::string, std::string>>& fields);
-  // {"p": priority, "f": [fields...]}: how a task waits in the delayed set.
+  // How a task waits in the delayed set: its priority digit, then encode(). Unique per (id,
+  // attempt); promote.lua XADDs the rest as the `task` field without decoding it.
   std::string to_delayed_member() const;
 };
 
