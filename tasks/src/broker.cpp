@@ -55,10 +55,30 @@ awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& 
   std::string_view keys[priority_count];
   std::size_t n = 0;
   for (auto p : order) keys[n++] = q.streams.at(p);
-  std::string count_text = std::to_string(count);
-  std::string_view args[] = {consumer_group, consumer, count_text};
-  auto reply = co_await transport::evalsha(*connection_, scripts::fetch(), std::span(keys, n), args);
-  co_return transport::decode_stream_batches(std::move(reply));
+  std::string_view args[] = {consumer_group};
+  auto backlog = co_await transport::evalsha(*connection_, scripts::backlog(), std::span(keys, n), args);
+  if (backlog.elements.size() != n) throw boost::system::system_error(transport::error::unexpected_reply, "backlog script");
+  // Exactly `count` at most, from the first streams with a backlog (all of it when Redis cannot
+  // tell its size), in one pipeline.
+  transport::request req;
+  std::size_t left = count;
+  for (std::size_t i = 0; i < n && left > 0; ++i) {
+    auto lag = transport::as_integer(backlog.elements[i], "backlog script");
+    if (lag == 0) continue;
+    std::size_t take = lag < 0 ? left : std::min(left, static_cast<std::size_t>(lag));
+    transport::stream_offset from[] = {{keys[i], ">"}};
+    transport::add_xreadgroup(req, consumer_group, consumer, from, {.count = take});
+    left -= take;
+  }
+  std::vector<transport::stream_batch> out;
+  if (req.empty()) co_return out;
+  auto replies = co_await connection_->exec(std::move(req));
+  for (auto& reply : replies) {
+    if (reply.is_error()) throw transport::server_error("XREADGROUP", reply.text);
+    for (auto& batch : transport::decode_stream_batches(std::move(reply)))
+      if (!batch.entries.empty()) out.push_back(std::move(batch));
+  }
+  co_return out;
 }
 
 awaitable<std::vector<transport::stream_batch>> broker::wait_for_tasks(transport::connection& blocking,
@@ -118,7 +138,7 @@ bool broker::needs_scripts(const transport::response& replies) {
 
 awaitable<void> broker::load_scripts() {
   transport::request req;
-  for (auto* s : {&scripts::enqueue(), &scripts::fetch(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
+  for (auto* s : {&scripts::enqueue(), &scripts::backlog(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
                   &scripts::renew(), &scripts::release(), &scripts::requeue_dead()})
     req.push("SCRIPT", "LOAD", s->source());
   auto replies = co_await connection_->exec(std::move(req));

@@ -5,7 +5,7 @@
 
 namespace sagaflow::tasks::scripts {
 const transport::script& enqueue();
-const transport::script& fetch();
+const transport::script& backlog();
 const transport::script& retry();
 const transport::script& dead();
 const transport::script& promote();

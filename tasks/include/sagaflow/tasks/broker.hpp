@@ -62,8 +62,10 @@ class broker {
   awaitable<void> create_groups(const queue_keys& q);
 
   // --- consuming ------------------------------------------------------------------------------
-  // fetch.lua. KEYS: the priority streams in fetch order. ARGV: group, consumer, count.
-  // Up to `count` new entries for `consumer`, the first streams drained before later ones.
+  // backlog.lua (KEYS: the streams in fetch order; ARGV: group; answers each stream's lag), then
+  // one pipeline of plain XREADGROUPs: up to `count` new entries for `consumer`, the first
+  // streams drained before later ones are touched. Strict priority stays exact without reading
+  // through Lua, which would cost Redis more than the read itself.
   awaitable<std::vector<transport::stream_batch>> fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                         std::string_view consumer, std::size_t count);
   // XREADGROUP COUNT 1 BLOCK on all four streams: waits until one has a new entry. Redis answers
