@@ -1,5 +1,5 @@
-// Enqueue (plain XADD when it can, the enqueue script for delays and idempotency keys) and dead
-// letter management.
+// The producer side over the broker: enqueue (plain XADD when it can, the enqueue script for
+// delays and idempotency keys), results, and dead letter management.
 #include "scripts.hpp"
 
 #include <boost/json.hpp>
@@ -13,13 +13,6 @@ namespace {
 
 std::int64_t unix_ms(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
-std::vector<transport::field_view> field_views(const std::vector<std::string>& flat) {
-  std::vector<transport::field_view> out;
-  out.reserve(flat.size() / 2);
-  for (std::size_t i = 0; i + 1 < flat.size(); i += 2) out.push_back({flat[i], flat[i + 1]});
-  return out;
 }
 
 // When the task is due, or nothing if it is due now.
@@ -44,7 +37,7 @@ void validate_queue_name(std::string_view queue) {
 }
 
 client::client(std::shared_ptr<transport::connection> connection, client_options options)
-    : connection_(std::move(connection)), options_(std::move(options)) {}
+    : connection_(connection), broker_(std::move(connection)), options_(std::move(options)) {}
 
 envelope client::make_envelope(std::string name, tasks::payload payload, const enqueue_options& o) const {
   if (name.empty()) throw std::invalid_argument("task name is empty");
@@ -74,23 +67,7 @@ awaitable<std::string> client::enqueue(std::string name, tasks::payload payload,
   auto e = make_envelope(std::move(name), std::move(payload), options);
   queue_keys keys(options_.prefix, e.queue);
   auto due = due_ms(options);
-  auto& stream = keys.streams[static_cast<std::size_t>(e.priority)];
-  auto fields = e.to_fields();
-  if (!due && options.idempotency_key.empty()) {
-    auto fv = field_views(fields);
-    co_await transport::xadd(*connection_, stream, fv);
-    co_return e.id;
-  }
-  std::string uniq = keys.uniq(options.idempotency_key);
-  std::string ttl = options.idempotency_key.empty() ? "0" : std::to_string(std::max<std::int64_t>(1, options.idempotency_ttl.count()));
-  std::string due_text = std::to_string(due.value_or(0));
-  std::string member = due ? e.to_delayed_member() : std::string();
-  std::vector<std::string_view> args{due ? "delay" : "now", due_text, ttl, e.id, member};
-  for (auto& f : fields) args.push_back(f);
-  std::string_view script_keys[] = {stream, keys.delayed, uniq};
-  auto reply = co_await transport::evalsha(*connection_, scripts::enqueue(), script_keys, args);
-  if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "enqueue script");
-  co_return std::move(reply.elements[1].text);
+  co_return co_await broker_.enqueue(keys, e, due, options.idempotency_key, options.idempotency_ttl);
 }
 
 awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> tasks) {
@@ -105,11 +82,10 @@ awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> 
   transport::request req;
   std::vector<std::string> ids;
   ids.reserve(envelopes.size());
+  std::optional<queue_keys> keys;  // built once per run of tasks of one queue
   for (auto& e : envelopes) {
-    queue_keys keys(options_.prefix, e.queue);
-    auto fields = e.to_fields();
-    auto fv = field_views(fields);
-    transport::add_xadd(req, keys.streams[static_cast<std::size_t>(e.priority)], fv);
+    if (!keys || keys->name() != e.queue) keys.emplace(options_.prefix, e.queue);
+    broker::add_enqueue(req, *keys, e);
     ids.push_back(e.id);
   }
   auto replies = co_await connection_->exec(std::move(req));
@@ -121,10 +97,10 @@ awaitable<std::vector<std::string>> client::enqueue_bulk(std::vector<task_spec> 
 awaitable<std::optional<boost::json::value>> client::result(std::string queue, std::string id) {
   validate_queue_name(queue);
   queue_keys keys(options_.prefix, queue);
-  auto reply = co_await connection_->call("GET", keys.result(id));
-  if (reply.is_null()) co_return std::nullopt;
+  auto text = co_await broker_.result(keys, id);
+  if (!text) co_return std::nullopt;
   boost::system::error_code ec;
-  auto v = boost::json::parse(reply.text, ec);
+  auto v = boost::json::parse(*text, ec);
   if (ec) throw std::runtime_error("result of task " + id + " is not JSON: " + ec.message());
   co_return v;
 }

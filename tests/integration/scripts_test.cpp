@@ -79,7 +79,7 @@ awaitable<std::int64_t> retry(transport::connection& c, const std::string& id, c
   std::string_view script_keys[] = {stream, keys.delayed};
   std::string_view args[] = {tasks::consumer_group, id, "1000", member};
   auto reply = co_await transport::evalsha(c, scripts::retry(), script_keys, args);
-  co_return reply.integer;
+  co_return reply.elements.at(0).integer;  // one answer per task in the call
 }
 
 awaitable<std::int64_t> bury(transport::connection& c, const std::string& id, const tasks::envelope& task,

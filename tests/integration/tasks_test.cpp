@@ -760,6 +760,31 @@ TEST_F(tasks_test, a_handler_over_its_timeout_is_cancelled_and_the_attempt_fails
   EXPECT_EQ(cancelled.load(), 1);
 }
 
+// One handler slot runs tasks of different timeouts in turn. The slot's deadline timer is only
+// re-armed for an earlier deadline: a short timeout after a long one must still fire on time,
+// and a task after a timed-out one must not inherit its cancellation.
+TEST_F(tasks_test, each_task_in_a_slot_gets_its_own_deadline) {
+  std::vector<std::string> finished;  // on the worker's strand only
+  with_worker({.concurrency = 1}, [&](tasks::worker& w) {
+    w.handle("nap", [&](tasks::task_context& ctx) -> awaitable<void> {
+      auto ms = ctx.json().as_int64();
+      co_await sagaflow::sleep_for(std::chrono::milliseconds(ms));
+      finished.push_back(std::to_string(ms));
+    });
+  }, [&](tasks::client& c, transport::connection&) -> awaitable<void> {
+    // In order, in one slot: 50 ms within 20 s; 5 s within 300 ms (times out);
+    // 400 ms within 20 s (the timer still waits for the 300 ms deadline, then for this one).
+    co_await c.enqueue("nap", boost::json::value(50), {.retry = no_jitter(1, 10ms), .timeout = 20s});
+    co_await c.enqueue("nap", boost::json::value(5000), {.retry = no_jitter(1, 10ms), .timeout = 300ms});
+    co_await c.enqueue("nap", boost::json::value(400), {.retry = no_jitter(1, 10ms), .timeout = 20s});
+    auto dead = co_await dead_letters(c, 1);
+    CO_ASSERT_EQ(dead.size(), 1u);
+    EXPECT_NE(dead[0].error.find("timed out after 300 ms"), std::string::npos) << dead[0].error;
+    for (int i = 0; i < 500 && finished.size() < 2; ++i) co_await sagaflow::sleep_for(10ms);
+  });
+  EXPECT_EQ(finished, (std::vector<std::string>{"50", "400"}));
+}
+
 TEST_F(tasks_test, a_long_handler_keeps_its_lease_and_is_not_taken_over) {
   std::atomic<int> runs{0};
   auto handler = [&](tasks::task_context&) -> awaitable<void> {

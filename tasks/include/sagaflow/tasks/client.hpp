@@ -1,6 +1,7 @@
 // The producer side: enqueue tasks (one, or many in one pipeline) and manage dead letters.
 #pragma once
 
+#include <sagaflow/tasks/broker.hpp>
 #include <sagaflow/tasks/keys.hpp>
 #include <sagaflow/tasks/task.hpp>
 #include <sagaflow/transport/connection.hpp>
@@ -61,6 +62,7 @@ class client {
  private:
   envelope make_envelope(std::string name, tasks::payload payload, const enqueue_options& options) const;
   std::shared_ptr<transport::connection> connection_;
+  tasks::broker broker_;
   client_options options_;
 };
 

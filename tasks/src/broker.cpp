@@ -1,0 +1,207 @@
+// The task queue's Redis access: each method is one command, one pipeline or one script call.
+#include "scripts.hpp"
+
+#include <sagaflow/tasks/broker.hpp>
+
+#include <charconv>
+
+namespace sagaflow::tasks {
+
+namespace {
+
+std::vector<transport::field_view> views_of(const std::vector<std::string>& flat) {
+  std::vector<transport::field_view> out;
+  out.reserve(flat.size() / 2);
+  for (std::size_t i = 0; i + 1 < flat.size(); i += 2) out.push_back({flat[i], flat[i + 1]});
+  return out;
+}
+
+}  // namespace
+
+awaitable<std::string> broker::enqueue(const queue_keys& q, const envelope& task, std::optional<std::int64_t> due_ms,
+                                       std::string_view idempotency_key, std::chrono::milliseconds idempotency_ttl) {
+  auto& stream = q.streams[static_cast<std::size_t>(task.priority)];
+  auto fields = task.to_fields();
+  if (!due_ms && idempotency_key.empty()) {
+    auto views = views_of(fields);
+    co_await transport::xadd(*connection_, stream, views);
+    co_return task.id;
+  }
+  std::string uniq = q.uniq(idempotency_key);
+  std::string ttl = idempotency_key.empty() ? "0" : std::to_string(std::max<std::int64_t>(1, idempotency_ttl.count()));
+  std::string due_text = std::to_string(due_ms.value_or(0));
+  std::string member = due_ms ? task.to_delayed_member() : std::string();
+  std::vector<std::string_view> args{due_ms ? "delay" : "now", due_text, ttl, task.id, member};
+  for (auto& f : fields) args.push_back(f);
+  std::string_view keys[] = {stream, q.delayed, uniq};
+  auto reply = co_await transport::evalsha(*connection_, scripts::enqueue(), keys, args);
+  if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "enqueue script");
+  co_return std::move(reply.elements[1].text);
+}
+
+void broker::add_enqueue(transport::request& req, const queue_keys& q, const envelope& task) {
+  auto fields = task.to_fields();
+  auto views = views_of(fields);
+  transport::add_xadd(req, q.streams[static_cast<std::size_t>(task.priority)], views);
+}
+
+awaitable<void> broker::create_groups(const queue_keys& q) {
+  for (auto& stream : q.streams) co_await transport::xgroup_create(*connection_, stream, consumer_group, "0");
+}
+
+awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& q, std::span<const std::size_t> order,
+                                                              std::string_view consumer, std::size_t count) {
+  std::string_view keys[priority_count];
+  std::size_t n = 0;
+  for (auto p : order) keys[n++] = q.streams.at(p);
+  std::string count_text = std::to_string(count);
+  std::string_view args[] = {consumer_group, consumer, count_text};
+  auto reply = co_await transport::evalsha(*connection_, scripts::fetch(), std::span(keys, n), args);
+  co_return transport::decode_stream_batches(std::move(reply));
+}
+
+awaitable<std::vector<transport::stream_batch>> broker::wait_for_tasks(transport::connection& blocking,
+                                                                      const queue_keys& q, std::string_view consumer,
+                                                                      std::chrono::milliseconds block) {
+  transport::stream_offset from[priority_count];
+  for (std::size_t p = 0; p < priority_count; ++p) from[p] = {q.streams[p], ">"};
+  transport::xreadgroup_options options{.count = 1, .block = block};
+  co_return co_await transport::xreadgroup(blocking, consumer_group, consumer, from, options);
+}
+
+void broker::add_complete(transport::request& req, const queue_keys& q, std::size_t p,
+                          std::span<const std::string> entry_ids) {
+  transport::add_xack(req, q.streams[p], consumer_group, entry_ids);
+  transport::add_xdel(req, q.streams[p], entry_ids);
+}
+
+void broker::add_result(transport::request& req, const queue_keys& q, std::string_view task_id, std::string_view json,
+                        std::chrono::milliseconds ttl) {
+  req.push("SET", q.result(task_id), json, "PX", std::to_string(ttl.count()));
+}
+
+void broker::add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
+  auto& script = scripts::retry();
+  req.begin(6 + 3 * items.size()).arg("EVALSHA").arg(script.sha1()).arg(2).arg(q.streams[p]).arg(q.delayed).arg(consumer_group);
+  for (auto& item : items) req.arg(item.entry_id).arg(item.due_ms).arg(item.member);
+}
+
+std::vector<bool> broker::retry_reply(const transport::resp::value& reply) {
+  if (reply.is_error()) throw transport::server_error("EVALSHA retry", reply.text);
+  std::vector<bool> moved;
+  moved.reserve(reply.elements.size());
+  for (auto& e : reply.elements) moved.push_back(transport::as_integer(e, "retry script") == 1);
+  return moved;
+}
+
+awaitable<std::vector<bool>> broker::retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
+  for (int round = 0;; ++round) {
+    transport::request req;
+    add_retry(req, q, p, items);
+    auto replies = co_await connection_->exec(std::move(req));
+    if (round == 0 && needs_scripts(replies)) {
+      co_await load_scripts();
+      continue;
+    }
+    auto moved = retry_reply(replies.at(0));
+    if (moved.size() != items.size()) throw boost::system::system_error(transport::error::unexpected_reply, "retry script");
+    co_return moved;
+  }
+}
+
+bool broker::needs_scripts(const transport::response& replies) {
+  for (auto& r : replies)
+    if (r.is_error() && r.text.starts_with("NOSCRIPT")) return true;
+  return false;
+}
+
+awaitable<void> broker::load_scripts() {
+  transport::request req;
+  for (auto* s : {&scripts::enqueue(), &scripts::fetch(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
+                  &scripts::renew(), &scripts::release(), &scripts::requeue_dead()})
+    req.push("SCRIPT", "LOAD", s->source());
+  auto replies = co_await connection_->exec(std::move(req));
+  for (auto& r : replies)
+    if (r.is_error()) throw transport::server_error("SCRIPT LOAD", r.text);
+}
+
+awaitable<bool> broker::dead_letter(const queue_keys& q, std::size_t p, std::string_view entry_id,
+                                    std::span<const transport::field_view> fields, const burial& why) {
+  std::string attempts = std::to_string(why.attempts);
+  std::string at = std::to_string(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  std::vector<std::string_view> args{consumer_group, entry_id};
+  args.reserve(2 + 2 * fields.size() + 12);
+  for (auto& f : fields) {
+    args.push_back(f.name);
+    args.push_back(f.value);
+  }
+  for (std::string_view s : {dead_field::reason, why.reason, dead_field::error, why.error, dead_field::attempts,
+                             std::string_view(attempts), dead_field::at, std::string_view(at), dead_field::worker,
+                             why.worker, dead_field::entry, entry_id})
+    args.push_back(s);
+  std::string_view keys[] = {q.streams[p], q.dead};
+  auto reply = co_await transport::evalsha(*connection_, scripts::dead(), keys, args);
+  co_return transport::as_integer(reply, "dead-letter script") == 1;
+}
+
+awaitable<promotion> broker::promote(const queue_keys& q, std::int64_t now_ms, std::size_t limit) {
+  std::string_view keys[] = {q.delayed, q.streams[0], q.streams[1], q.streams[2], q.streams[3], q.dead};
+  std::string now = std::to_string(now_ms);
+  std::string limit_text = std::to_string(limit);
+  std::string_view args[] = {now, limit_text};
+  auto reply = co_await transport::evalsha(*connection_, scripts::promote(), keys, args);
+  if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "promote script");
+  promotion out;
+  out.moved = transport::as_integer(reply.elements[0], "promote script: moved");
+  auto& next = reply.elements[1].text;
+  std::int64_t next_ms = -1;
+  auto [ptr, ec] = std::from_chars(next.data(), next.data() + next.size(), next_ms);
+  if (ec != std::errc{}) throw boost::system::system_error(transport::error::unexpected_reply, "promote script: next due");
+  if (next_ms >= 0) out.next_due_ms = next_ms;
+  co_return out;
+}
+
+awaitable<std::vector<std::string>> broker::renew(const queue_keys& q, std::size_t p, std::string_view consumer,
+                                                  std::span<const std::string> entry_ids) {
+  std::vector<std::string_view> args{consumer_group, consumer};
+  args.insert(args.end(), entry_ids.begin(), entry_ids.end());
+  std::string_view keys[] = {q.streams[p]};
+  auto reply = co_await transport::evalsha(*connection_, scripts::renew(), keys, args);
+  std::vector<std::string> renewed;
+  renewed.reserve(reply.elements.size());
+  for (auto& e : reply.elements) renewed.push_back(std::move(e.text));
+  co_return renewed;
+}
+
+awaitable<std::int64_t> broker::release(const queue_keys& q, std::size_t p, std::span<const std::string> entry_ids) {
+  std::vector<std::string_view> args{consumer_group};
+  args.insert(args.end(), entry_ids.begin(), entry_ids.end());
+  std::string_view keys[] = {q.streams[p]};
+  auto reply = co_await transport::evalsha(*connection_, scripts::release(), keys, args);
+  co_return transport::as_integer(reply, "release script");
+}
+
+awaitable<std::vector<transport::pending_entry>> broker::pending(const queue_keys& q, std::size_t p, std::size_t count,
+                                                                 std::chrono::milliseconds min_idle,
+                                                                 std::string_view consumer) {
+  transport::pending_range range{.count = count, .consumer = consumer};
+  if (min_idle.count() > 0) range.min_idle = min_idle;
+  co_return co_await transport::xpending(*connection_, q.streams[p], consumer_group, range);
+}
+
+awaitable<std::vector<transport::stream_entry>> broker::claim(const queue_keys& q, std::size_t p,
+                                                              std::string_view consumer,
+                                                              std::chrono::milliseconds min_idle,
+                                                              std::span<const std::string> entry_ids) {
+  co_return co_await transport::xclaim(*connection_, q.streams[p], consumer_group, consumer, min_idle, entry_ids);
+}
+
+awaitable<std::optional<std::string>> broker::result(const queue_keys& q, std::string_view task_id) {
+  auto key = q.result(task_id);
+  auto reply = co_await connection_->call("GET", key);
+  if (reply.is_null()) co_return std::nullopt;
+  co_return std::move(reply.text);
+}
+
+}  // namespace sagaflow::tasks

@@ -1,0 +1,33 @@
+// The fetcher of one queue: whenever the queue has free handler slots, it reads that many new
+// entries (higher priority streams first, one round trip) and gives them to the processor; when
+// the queue is empty it blocks on all four streams, on a connection of its own, until one has
+// an entry.
+#pragma once
+
+#include "processor.hpp"
+
+namespace sagaflow::tasks {
+
+class fetcher {
+ public:
+  fetcher(worker_state& state, queue_state& q, processor& proc)
+      : state_(state), q_(q), processor_(proc), pause_(state.strand) {}
+
+  awaitable<void> connect();
+  // Ends when stop() is called.
+  awaitable<void> run();
+  // The blocking read ends as its connection closes.
+  void stop();
+
+ private:
+  std::vector<std::size_t> fetch_order();
+
+  worker_state& state_;
+  queue_state& q_;
+  processor& processor_;
+  std::shared_ptr<transport::connection> blocking_;
+  wakeup pause_;  // after a failed fetch
+  bool stopped_ = false;
+};
+
+}  // namespace sagaflow::tasks

@@ -1,0 +1,214 @@
+// Settling tasks: coalesced acknowledgements, and retry and dead-letter scripts retried until
+// Redis has taken them or the lease has run out.
+#include "settler.hpp"
+
+#include <sagaflow/engine/log.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <limits>
+
+namespace sagaflow::tasks {
+
+using std::chrono::milliseconds;
+
+bool is_closed(const std::exception& e) {
+  auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+  return se && se->code() == transport::error::closed;
+}
+
+void settler::complete(queue_state& q, const fetched& item, const envelope& task,
+                       const std::optional<boost::json::value>& result) {
+  auto& mine = queued_[&q];
+  if (result) mine.results.emplace_back(task.id, boost::json::serialize(*result));
+  mine.acks[item.stream].push_back(item.entry.id);
+  start_flush();
+}
+
+void settler::schedule(queue_state& q, const fetched& item, const envelope& task, milliseconds delay, bool hand_back) {
+  std::int64_t due = unix_now_ms() + 1 + delay.count();  // +1: the clock is truncated to ms; never early
+  queued_[&q].retries[item.stream].push_back({item.entry.id, due, task.to_delayed_member(), hand_back});
+  start_flush();
+}
+
+void settler::start_flush() {
+  if (flushing_) return;
+  flushing_ = true;
+  boost::asio::co_spawn(state_.strand, flush_loop(), boost::asio::detached);
+}
+
+awaitable<void> settler::flush() {
+  if (!flushing_) {
+    flushing_ = true;
+    co_await flush_loop();
+  }
+  while (flushing_) co_await flushed_.wait();
+}
+
+// One round trip per round: the results, then per stream XACK+XDEL of the completed entries and
+// one retry script call for the failed ones. A failed round is tried again with backoff (every
+// step is idempotent: XACK and XDEL are, and the retry script changes nothing for an entry no
+// longer pending); after a lease's worth of failures its entries are let go to recovery, which
+// runs them again (at least once).
+awaitable<void> settler::flush_loop() {
+  auto random = random_source::from_entropy();
+  milliseconds delay{0};
+  std::uint32_t failures = 0;
+  bool scripts_loaded = false;
+  steady_clock::time_point failing_since;
+  for (;;) {
+    round now;
+    now.swap(queued_);
+    if (now.empty()) break;
+    transport::request req;
+    std::vector<std::size_t> retry_replies;  // index of each retry call's reply, in round order
+    std::size_t entries = 0;
+    for (auto& [q, mine] : now)
+      for (auto& [id, json] : mine.results) broker::add_result(req, q->keys, id, json, state_.options.result_ttl);
+    std::vector<broker::retry_item> items;
+    for (auto& [q, mine] : now)
+      for (std::size_t p = 0; p < priority_count; ++p) {
+        if (!mine.acks[p].empty()) broker::add_complete(req, q->keys, p, mine.acks[p]);
+        if (!mine.retries[p].empty()) {
+          items.clear();
+          for (auto& r : mine.retries[p]) items.push_back({r.entry_id, r.due_ms, r.member});
+          retry_replies.push_back(req.size());
+          broker::add_retry(req, q->keys, p, items);
+        }
+        entries += mine.acks[p].size() + mine.retries[p].size();
+      }
+    std::string failure;
+    bool closed = false;
+    try {
+      auto replies = co_await state_.broker->connection().exec(std::move(req));
+      if (broker::needs_scripts(replies) && !scripts_loaded) {
+        scripts_loaded = true;  // once per flush: a second NOSCRIPT is a failure like any other
+        co_await state_.broker->load_scripts();
+        put_back(now);
+        continue;
+      }
+      for (auto& r : replies)
+        if (r.is_error() && failure.empty()) failure = r.text;
+      if (failure.empty()) settled(now, replies, retry_replies);
+    } catch (const std::exception& e) {
+      closed = is_closed(e);
+      failure = log::error_text(e);
+      if (failure.empty()) failure = "unknown error";
+    }
+    auto let_go = [&] {
+      for (auto& [q, mine] : now)
+        for (std::size_t p = 0; p < priority_count; ++p) {
+          for (auto& id : mine.acks[p]) q->owned[p].erase(id);
+          for (auto& r : mine.retries[p]) q->owned[p].erase(r.entry_id);
+        }
+    };
+    if (failure.empty()) {
+      failures = 0;
+      delay = milliseconds(0);
+      let_go();
+      continue;
+    }
+    if (failures++ == 0) failing_since = steady_clock::now();
+    delay = settle_backoff.delay(failures, random, delay);
+    if (closed || steady_clock::now() + delay >= failing_since + state_.options.lease) {
+      state_.stats.failed_to_settle += entries;
+      let_go();
+      log::error("worker", "settling tasks (acknowledgements, retries) failed: ", failure,
+                 "; they stay pending and are recovered after the lease");
+      failures = 0;
+      continue;
+    }
+    ++state_.stats.settle_retries;
+    if (failures == 1) log::warn("worker", "settling tasks (acknowledgements, retries) failed: ", failure, "; retrying");
+    put_back(now);
+    co_await sleep_for(delay);
+  }
+  flushing_ = false;
+  flushed_.notify_all();
+}
+
+// A round Redis has taken: count what each retry call moved and wake the promoters.
+void settler::settled(round& r, const transport::response& replies, const std::vector<std::size_t>& retry_replies) {
+  std::size_t next = 0;
+  for (auto& [q, mine] : r)
+    for (std::size_t p = 0; p < priority_count; ++p) {
+      if (mine.retries[p].empty()) continue;
+      auto moved = broker::retry_reply(replies.at(retry_replies.at(next++)));
+      auto earliest = std::numeric_limits<std::int64_t>::max();
+      for (std::size_t i = 0; i < mine.retries[p].size() && i < moved.size(); ++i) {
+        if (!moved[i]) continue;
+        auto& done = mine.retries[p][i];
+        ++(done.hand_back ? state_.stats.handed_back : state_.stats.retried);
+        earliest = std::min(earliest, done.due_ms);
+      }
+      if (earliest != std::numeric_limits<std::int64_t>::max())
+        q->wake_promoter(steady_clock::now() + milliseconds(std::max<std::int64_t>(0, earliest - unix_now_ms())));
+    }
+}
+
+// Puts a round back in front of what was queued meanwhile, to be sent again.
+void settler::put_back(round& r) {
+  for (auto& [q, mine] : r) {
+    auto& now = queued_[q];
+    now.results.insert(now.results.begin(), std::make_move_iterator(mine.results.begin()),
+                       std::make_move_iterator(mine.results.end()));
+    for (std::size_t p = 0; p < priority_count; ++p) {
+      now.acks[p].insert(now.acks[p].begin(), mine.acks[p].begin(), mine.acks[p].end());
+      now.retries[p].insert(now.retries[p].begin(), mine.retries[p].begin(), mine.retries[p].end());
+    }
+  }
+}
+
+awaitable<void> settler::bury(queue_state& q, const fetched& item, const envelope* task, std::string_view reason,
+                              const std::string& error) {
+  std::vector<std::string> task_fields;
+  std::vector<transport::field_view> fields;
+  if (task) {
+    task_fields = task->to_fields();
+    for (std::size_t i = 0; i + 1 < task_fields.size(); i += 2) fields.push_back({task_fields[i], task_fields[i + 1]});
+  } else {
+    for (auto& [k, v] : item.entry.fields) fields.push_back({k, v});
+  }
+  burial why{.reason = reason, .error = error, .attempts = task ? task->attempt : 0, .worker = state_.options.consumer};
+  auto step = [&]() { return state_.broker->dead_letter(q.keys, item.stream, item.entry.id, fields, why); };
+  std::string what = "dead-lettering entry " + item.entry.id;
+  auto moved = co_await settle(q, item, step, what);
+  if (moved.value_or(false)) {
+    ++state_.stats.dead;
+    log::warn("worker", "dead letter: task ", task ? task->id : item.entry.id, " (", task ? task->name : std::string("?"),
+              ") in queue ", q.config.name, ": ", reason, ": ", error);
+  }
+}
+
+// Runs `step` (a settlement script call) until Redis has taken it. Each script first XACKs and
+// changes nothing when the entry is no longer pending, so running it again after a lost reply is
+// harmless. Returns the script's answer, or nothing when the entry was let go.
+template <typename Step>
+awaitable<std::optional<bool>> settler::settle(queue_state& q, const fetched& item, Step step, const std::string& what) {
+  auto give_up = steady_clock::now() + state_.options.lease;
+  auto random = random_source::from_entropy();
+  milliseconds delay{0};
+  std::optional<bool> answer;
+  for (std::uint32_t attempt = 1;; ++attempt) {
+    try {
+      answer = co_await step();
+      break;
+    } catch (const std::exception& e) {
+      delay = settle_backoff.delay(attempt, random, delay);
+      if (is_closed(e) || steady_clock::now() + delay >= give_up) {
+        ++state_.stats.failed_to_settle;
+        log::error("worker", what, " failed: ", log::error_text(e), "; it stays pending and is recovered after the lease");
+        break;
+      }
+      ++state_.stats.settle_retries;
+      if (attempt == 1) log::warn("worker", what, " failed: ", log::error_text(e), "; retrying");
+    }
+    co_await sleep_for(delay);
+  }
+  release(q, item);
+  co_return answer;
+}
+
+}  // namespace sagaflow::tasks
