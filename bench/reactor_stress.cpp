@@ -51,6 +51,8 @@ namespace sagaflow::bench {
 namespace {
 
 namespace asio = boost::asio;
+using testing::info_field;
+using testing::redis_process;
 using namespace std::chrono_literals;
 using std::chrono::milliseconds;
 using clock_type = std::chrono::steady_clock;
@@ -231,13 +233,6 @@ server_counts read_server_log(const std::filesystem::path& file, std::uint64_t& 
       if (line.find(server_side) != std::string::npos) ++c.server_closed;
   }
   return c;
-}
-
-std::string info_field(const std::string& info, std::string_view name) {
-  auto at = info.find("\n" + std::string(name) + ":");
-  if (at == std::string::npos) return {};
-  at += name.size() + 2;
-  return info.substr(at, info.find_first_of("\r\n", at) - at);
 }
 
 // --- the load ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include "tasks_bench.hpp"
 
 #include "flags.hpp"
+#include "programs.hpp"
 #include "redis_process.hpp"
 
 #include <sagaflow/engine/log.hpp>
@@ -46,6 +47,8 @@ namespace sagaflow::bench {
 namespace {
 
 namespace asio = boost::asio;
+using testing::info_field;
+using testing::redis_process;
 using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -214,13 +217,6 @@ void wait_all(std::vector<std::future<void>>& futures) {
     }
   }
   if (first) std::rethrow_exception(first);
-}
-
-std::string info_field(const std::string& info, std::string_view name) {
-  auto at = info.find(std::string(name) + ":");
-  if (at == std::string::npos) return {};
-  at += name.size() + 1;
-  return info.substr(at, info.find_first_of("\r\n", at) - at);
 }
 
 // CPU seconds (user + system) of this process (RUSAGE_SELF) or of its waited-for children.

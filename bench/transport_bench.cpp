@@ -3,6 +3,7 @@
 #include "transport_bench.hpp"
 
 #include "flags.hpp"
+#include "programs.hpp"
 #include "redis_process.hpp"
 
 #include <sagaflow/engine/runtime.hpp>
@@ -31,6 +32,8 @@ namespace sagaflow::bench {
 namespace {
 
 namespace asio = boost::asio;
+using testing::info_field;
+using testing::redis_process;
 using clock_type = std::chrono::steady_clock;
 
 struct transport_options {
@@ -72,13 +75,6 @@ double cpu_seconds(int who) {
   ::getrusage(who, &u);
   auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
   return secs(u.ru_utime) + secs(u.ru_stime);
-}
-
-std::string info_field(const std::string& info, std::string_view name) {
-  auto at = info.find(std::string(name) + ":");
-  if (at == std::string::npos) return {};
-  at += name.size() + 1;
-  return info.substr(at, info.find_first_of("\r\n", at) - at);
 }
 
 awaitable<std::string> info(transport::connection& c, std::string_view section) {

@@ -320,23 +320,8 @@ class loading_test : public ::testing::TestWithParam<int> {
 };
 
 // Asks the server directly (no sagaflow connection, which would wait): is it loading now?
-bool server_is_loading(std::uint16_t port) {
-  asio::io_context ctx;
-  asio::ip::tcp::socket socket(ctx);
-  socket.connect({asio::ip::address_v4::loopback(), port});
-  asio::write(socket, asio::buffer(std::string_view("INFO persistence\r\n")));
-  std::string reply;
-  for (;;) {
-    char buf[4096];
-    reply.append(buf, socket.read_some(asio::buffer(buf)));
-    // A bulk string: "$<len>\r\n<payload>\r\n".
-    auto eol = reply.find("\r\n");
-    if (reply.starts_with("$") && eol != std::string::npos &&
-        reply.size() >= eol + 2 + std::stoul(reply.substr(1, eol - 1)) + 2)
-      break;
-    if (reply.starts_with("-")) break;
-  }
-  return transport::parse_loading(reply).loading;
+bool server_is_loading(const redis_server& server) {
+  return transport::parse_loading(server.ask("INFO persistence")).loading;
 }
 
 }  // namespace
@@ -364,11 +349,11 @@ TEST_P(loading_test, commands_sent_across_a_restart_wait_until_the_dataset_is_lo
     }
     co_await sagaflow::sleep_for(std::chrono::milliseconds(50));
     server.start();
-    CO_ASSERT_TRUE(server_is_loading(server.port()));  // else this test would prove nothing
+    CO_ASSERT_TRUE(server_is_loading(server));  // else this test would prove nothing
     while (finished < 20) co_await sagaflow::sleep_for(std::chrono::milliseconds(10));
     for (int i = 0; i < 20; ++i) EXPECT_EQ(got[i], "value:" + std::to_string(i));
     EXPECT_GE(conn->reconnects(), 1u);
-    EXPECT_FALSE(server_is_loading(server.port()));
+    EXPECT_FALSE(server_is_loading(server));
     conn->close();
   }());
 }
@@ -377,11 +362,11 @@ TEST_P(loading_test, connect_to_a_loading_server_returns_once_it_has_loaded) {
   fill_and_save();
   server.stop();
   server.start();
-  ASSERT_TRUE(server_is_loading(server.port()));
+  ASSERT_TRUE(server_is_loading(server));
   run([&]() -> awaitable<void> {
     auto conn = make(co_await asio::this_coro::executor, cfg());
     co_await conn->connect();
-    EXPECT_FALSE(server_is_loading(server.port()));
+    EXPECT_FALSE(server_is_loading(server));
     auto v = co_await conn->call("GET", "key:7");
     EXPECT_EQ(v.text, "value:7");
     conn->close();
@@ -405,7 +390,7 @@ TEST_P(loading_test, a_loading_reply_on_a_live_connection_is_a_transient_server_
       reloaded = true;
     }, asio::detached);
     co_await sagaflow::sleep_for(std::chrono::milliseconds(200));
-    CO_ASSERT_TRUE(server_is_loading(server.port()));
+    CO_ASSERT_TRUE(server_is_loading(server));
     try {
       co_await conn->call("GET", "key:3");
       ADD_FAILURE() << "GET during DEBUG RELOAD must be refused with LOADING";

@@ -6,8 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,29 +23,17 @@ namespace {
 class fake_redis {
  public:
   explicit fake_redis(std::string poison) : poison_(std::move(poison)) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(listener_, 4);
     thread_ = std::thread([this] { serve(); });
   }
   ~fake_redis() {
-    ::shutdown(listener_, SHUT_RDWR);
-    ::close(listener_);
+    ::shutdown(listener_.fd(), SHUT_RDWR);  // ends an accept still waiting
     thread_.join();
   }
-  std::uint16_t port() const { return port_; }
+  std::uint16_t port() const { return listener_.port(); }
 
  private:
   void serve() {
-    int fd = ::accept(listener_, nullptr, nullptr);
+    int fd = ::accept(listener_.fd(), nullptr, nullptr);
     if (fd < 0) return;
     char buf[4096];
     // Handshake: HELLO 3 SETNAME (one command); then INFO persistence ("OK": not loading).
@@ -57,8 +43,7 @@ class fake_redis {
     ::close(fd);
   }
   std::string poison_;
-  int listener_ = -1;
-  std::uint16_t port_ = 0;
+  sagaflow::testing::loopback_listener listener_;
   std::thread thread_;
 };
 

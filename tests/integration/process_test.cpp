@@ -11,12 +11,9 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +31,7 @@ using namespace std::chrono_literals;
 using sagaflow::awaitable;
 using sagaflow::testing::redis_server;
 using sagaflow::testing::run;
+using sagaflow::testing::spawn;
 
 #ifdef SAGAFLOW_WORKER_BIN
 
@@ -50,22 +48,22 @@ std::string producer_bin() {
   return (std::filesystem::path(SAGAFLOW_WORKER_BIN).parent_path() / "sagaflow-producer").string();
 }
 
-// A child process running `args`, stdout and stderr to `log` (or to pipes the test reads).
+// A child process running `args`, stdout and stderr to `log` (or to pipes the test reads). It
+// never outlives a crashed test (testing::spawn).
 class child_process {
  public:
-  child_process(std::vector<std::string> args, const std::string& log) {
-    start(std::move(args), [&] {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    });
+  child_process(const std::vector<std::string>& args, const std::string& log) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw std::runtime_error("cannot open " + log);
+    try {
+      pid_ = spawn(args, fd, fd);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
   }
-  child_process(std::vector<std::string> args, int out_fd, int err_fd) {
-    start(std::move(args), [&] {
-      ::dup2(out_fd, 1);
-      ::dup2(err_fd, 2);
-    });
-  }
+  child_process(const std::vector<std::string>& args, int out_fd, int err_fd) : pid_(spawn(args, out_fd, err_fd)) {}
   ~child_process() {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
@@ -93,20 +91,6 @@ class child_process {
   }
 
  private:
-  template <typename Redirect>
-  void start(std::vector<std::string> args, Redirect redirect) {
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
-      redirect();
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
   pid_t pid_ = -1;
 };
 
@@ -182,15 +166,6 @@ program_result run_program(std::vector<std::string> args, std::chrono::seconds l
 class silent_redis {
  public:
   explicit silent_redis(std::uint16_t target_port = 0, int forward = 0) : target_(target_port), forward_(forward) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // not inherited by the worker
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listen_fd_, 16) != 0 ||
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-      throw std::runtime_error("silent_redis: cannot listen");
-    port_ = ntohs(addr.sin_port);
     if (::pipe2(wake_, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     thread_ = std::thread([this] { serve(); });
   }
@@ -199,43 +174,29 @@ class silent_redis {
     (void)!::write(wake_[1], &b, 1);
     thread_.join();
     for (int fd : fds_) ::close(fd);
-    ::close(listen_fd_);
     ::close(wake_[0]);
     ::close(wake_[1]);
   }
   // Long timeouts: a worker that ignores a stop while connecting hangs instead of failing over.
   std::string url() const {
-    return "redis://127.0.0.1:" + std::to_string(port_) + "?connect_timeout_ms=60000&command_timeout_ms=60000";
+    return "redis://127.0.0.1:" + std::to_string(listener_.port()) + "?connect_timeout_ms=60000&command_timeout_ms=60000";
   }
   int accepted() const noexcept { return accepted_.load(); }
 
  private:
-  static int connect_to(std::uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
-  }
-
   void serve() {
     std::map<int, int> peer;  // relayed pairs, both directions
     for (;;) {
-      std::vector<pollfd> polled{{wake_[0], POLLIN, 0}, {listen_fd_, POLLIN, 0}};
+      std::vector<pollfd> polled{{wake_[0], POLLIN, 0}, {listener_.fd(), POLLIN, 0}};
       for (auto& [fd, other] : peer) polled.push_back({fd, POLLIN, 0});
       if (::poll(polled.data(), polled.size(), -1) < 0) continue;
       if (polled[0].revents) return;
       if (polled[1].revents & POLLIN) {
-        int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        int c = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
         if (c >= 0) {
           fds_.push_back(c);
           if (accepted_++ < forward_) {
-            int up = connect_to(target_);
+            int up = sagaflow::testing::connect_loopback(target_);
             if (up >= 0) {
               fds_.push_back(up);
               peer[c] = up;
@@ -261,9 +222,8 @@ class silent_redis {
 
   std::uint16_t target_;
   int forward_;
-  int listen_fd_ = -1;
+  sagaflow::testing::loopback_listener listener_;
   int wake_[2] = {-1, -1};
-  std::uint16_t port_ = 0;
   std::atomic<int> accepted_{0};
   std::vector<int> fds_;  // touched by the serving thread only, until it is joined
   std::thread thread_;
@@ -371,20 +331,6 @@ std::int64_t runs_of(const queue_state& q, pid_t pid) {
   for (auto& [consumer, runs] : q.by_worker)
     if (consumer.find("-" + std::to_string(pid) + "-") != std::string::npos) n += runs;
   return n;
-}
-
-// The pid of the redis-server, from INFO (the test pauses it with SIGSTOP).
-pid_t redis_pid(const redis_server& server) {
-  auto info = run([&]() -> awaitable<std::string> {
-    auto c = transport::connection::create(co_await asio::this_coro::executor, server.config());
-    co_await c->connect();
-    auto v = co_await c->call("INFO", "server");
-    c->close();
-    co_return v.text;
-  }());
-  auto at = info.find("process_id:");
-  if (at == std::string::npos) throw std::runtime_error("INFO server has no process_id");
-  return static_cast<pid_t>(std::stol(info.substr(at + 11)));
 }
 
 class process_test : public ::testing::Test {
@@ -584,7 +530,7 @@ TEST_F(process_test, tasks_fetched_as_the_worker_stops_are_handed_back_at_once) 
   enqueue(server, std::move(specs));
   worker_process worker(server, {"--concurrency", "8", "--lease-ms", "60000"});
   ASSERT_TRUE(wait_for([&] { return inspect(server).ready <= total - 200; }, 60s)) << "the worker made no progress";
-  pid_t redis = redis_pid(server);
+  pid_t redis = server.pid();
   ::kill(redis, SIGSTOP);
   std::this_thread::sleep_for(300ms);  // the running handlers end; the next fetch waits in Redis
   worker.signal(SIGTERM);
@@ -633,7 +579,7 @@ TEST_F(process_test, a_task_delivered_to_a_stopping_idle_worker_is_not_left_pend
   if (connected) {
     ASSERT_TRUE(wait_for([&] { return done() == 2; }, 60s));
     std::this_thread::sleep_for(300ms);  // idle again: blocked in XREADGROUP
-    pid_t redis = redis_pid(server);
+    pid_t redis = server.pid();
     ::kill(redis, SIGSTOP);
     stage = 2;
     std::this_thread::sleep_for(100ms);  // the enqueue waits in Redis
@@ -676,29 +622,9 @@ TEST_F(process_test, three_worker_processes_share_fifty_thousand_tasks) {
 
 namespace {
 
-// Sends GET to a (re)started Redis on a raw socket (a client library may hide it): true when it
-// answers LOADING, i.e. it is still reading its data and refuses commands.
-bool answers_loading(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  bool loading = false;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const char probe[] = "GET sagaflow-probe\r\n";
-    pollfd p{fd, POLLIN, 0};
-    char buf[256] = {};
-    if (::write(fd, probe, sizeof probe - 1) > 0 && ::poll(&p, 1, 5000) == 1 && ::read(fd, buf, sizeof buf - 1) > 0)
-      loading = std::string_view(buf).starts_with("-LOADING");
-  }
-  ::close(fd);
-  return loading;
-}
-
 // The loading times Redis logged ("DB loaded from append only file: 0.123 seconds").
 std::string load_times(const redis_server& server) {
-  std::ifstream log(server.dir() / "redis.log");
+  std::ifstream log(server.log_file());
   std::string line, out;
   while (std::getline(log, line))
     if (auto at = line.find("DB loaded from"); at != std::string::npos) out += (out.empty() ? "" : "; ") + line.substr(at);
@@ -762,7 +688,8 @@ TEST(process_restart_test, redis_restarted_twice_under_load_every_task_finishes)
     kill ? server.kill() : server.stop();
     std::this_thread::sleep_for(300ms);  // the workers lose their connections and retry
     server.start();
-    bool loading = answers_loading(server.port());
+    // Asked directly: a client library may hide LOADING.
+    bool loading = server.ask("GET sagaflow-probe").starts_with("-LOADING");
     std::cout << "[ report ] Redis " << (kill ? "killed" : "stopped") << " at " << done_at_least
               << "+ done and restarted; answered LOADING: " << (loading ? "yes" : "no") << ", down for "
               << seconds_since(started) << " s\n";

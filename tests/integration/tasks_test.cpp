@@ -1,6 +1,7 @@
 // The task queue against a real redis-server: priorities, retries with jittered backoff, delays,
 // dead letters for every reason, idempotency keys, recovery of a dead worker's tasks, timeouts,
 // graceful stop.
+#include "background_worker.hpp"
 #include "redis_server.hpp"
 
 #include <sagaflow/tasks/client.hpp>
@@ -12,7 +13,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,22 +28,16 @@ namespace tasks = sagaflow::tasks;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
 using sagaflow::steady_clock;
+using sagaflow::testing::eventually;
+using sagaflow::testing::expect_clean_end;
 using sagaflow::testing::redis_server;
 using sagaflow::testing::run;
+using sagaflow::testing::start_worker;
+using sagaflow::testing::worker_end;
 
 namespace {
 
 const tasks::queue_keys keys("sf", "default");
-
-std::string describe(std::exception_ptr e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    return ex.what();
-  } catch (...) {
-    return "non-standard exception";
-  }
-}
 
 class tasks_test : public ::testing::Test {
  protected:
@@ -65,31 +59,17 @@ class tasks_test : public ::testing::Test {
       tasks::worker worker(ex, server.config(), options);
       setup(worker);
       sagaflow::stop_source stop;
-      bool worker_done = false;
-      asio::co_spawn(ex, worker.run(stop), [&](std::exception_ptr e) {
-        worker_done = true;
-        if (e) ADD_FAILURE() << "worker failed: " << describe(e);
-        if (!stop.stop_requested()) ADD_FAILURE() << "worker ended before it was asked to stop";
-      });
+      worker_end end;
+      start_worker(ex, worker, stop, end);
       co_await body(client, *conn);
       stop.request_stop();
-      while (!worker_done) co_await sagaflow::sleep_for(10ms);
+      while (!end.finished) co_await sagaflow::sleep_for(10ms);
+      expect_clean_end(end);
       failed_to_settle = worker.stats().failed_to_settle.load();
       conn->close();
     }(), std::chrono::seconds(120));
     EXPECT_EQ(failed_to_settle, 0u) << "a settlement failed on a healthy server";
     EXPECT_EQ(sagaflow::unhandled_exception_count(), unhandled_before) << "an exception escaped a background loop";
-  }
-
-  // Polls `done` every 10 ms for up to `limit` (a hang fails the test; it is not a speed check).
-  template <typename Pred>
-  static awaitable<bool> eventually(Pred done, std::chrono::milliseconds limit = 20s) {
-    auto end = steady_clock::now() + limit;
-    while (!done()) {
-      if (steady_clock::now() > end) co_return false;
-      co_await sagaflow::sleep_for(10ms);
-    }
-    co_return true;
   }
 
   // Lists the queue's dead letters until there are at least `count` (or 5 s pass).
@@ -705,20 +685,10 @@ TEST_F(tasks_test, tasks_of_a_killed_worker_process_are_recovered_after_the_leas
     conn->close();
   }());
   std::string log = (server.dir() / "killed-worker.log").string();
-  std::vector<std::string> args{SAGAFLOW_WORKER_BIN, "--redis", server.url(), "--concurrency", "8"};
-  pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(log_fd, 0) << log;
+  pid_t pid = sagaflow::testing::spawn({SAGAFLOW_WORKER_BIN, "--redis", server.url(), "--concurrency", "8"}, log_fd, log_fd);
+  ::close(log_fd);
   // Wait until the process holds every task (they sleep for a minute), then kill it.
   std::string holder;
   run([&]() -> awaitable<void> {
@@ -845,16 +815,9 @@ TEST_F(tasks_test, a_long_handler_keeps_its_lease_and_is_not_taken_over) {
       w->handle("ping", ping);
     }
     sagaflow::stop_source stop;
-    int done = 0;
-    auto finished = [&](const char* name) {
-      return [&done, &stop, name](std::exception_ptr e) {
-        ++done;
-        if (e) ADD_FAILURE() << "worker " << name << " failed: " << describe(e);
-        if (!stop.stop_requested()) ADD_FAILURE() << "worker " << name << " ended before it was asked to stop";
-      };
-    };
-    asio::co_spawn(ex, a.run(stop), finished("a"));
-    asio::co_spawn(ex, b.run(stop), finished("b"));
+    worker_end end_a, end_b;
+    start_worker(ex, a, stop, end_a);
+    start_worker(ex, b, stop, end_b);
     co_await c.enqueue("long", boost::json::value(1));
     co_await c.enqueue("ping", boost::json::value(1), {.queue = "only-a"});
     co_await c.enqueue("ping", boost::json::value(1), {.queue = "only-b"});
@@ -862,7 +825,9 @@ TEST_F(tasks_test, a_long_handler_keeps_its_lease_and_is_not_taken_over) {
     std::set<std::string> both{"only-a", "only-b"};
     EXPECT_EQ(pinged, both) << "a worker did not run";
     stop.request_stop();
-    while (done < 2) co_await sagaflow::sleep_for(10ms);
+    while (!end_a.finished || !end_b.finished) co_await sagaflow::sleep_for(10ms);
+    expect_clean_end(end_a, "worker a");
+    expect_clean_end(end_b, "worker b");
     EXPECT_EQ(a.stats().recovered + b.stats().recovered, 0u);
     EXPECT_EQ(a.stats().succeeded + b.stats().succeeded, 3u);
     EXPECT_EQ(a.stats().failed_to_settle + b.stats().failed_to_settle, 0u);

@@ -158,10 +158,9 @@ TEST(teardown, io_context_destroyed_mid_reconnect) {
 
 TEST(teardown, io_context_destroyed_while_the_first_connect_is_in_progress) {
   // A listening socket that never answers the handshake: connect() waits for HELLO's reply.
-  asio::io_context server_ctx;
-  asio::ip::tcp::acceptor acceptor(server_ctx, {asio::ip::address_v4::loopback(), 0});
+  sagaflow::testing::loopback_listener listener;
   transport::config cfg;
-  cfg.port = acceptor.local_endpoint().port();
+  cfg.port = listener.port();
   cfg.connect_timeout = 30s;
   std::shared_ptr<transport::connection> held;
   {

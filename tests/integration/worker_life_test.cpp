@@ -1,6 +1,7 @@
 // A worker's life around its tasks rather than in them: a task no handler knows (rolling
 // deploys), a stop requested before Redis answered, settlement across a Redis restart, and the
 // engine pieces a worker program stops with (until_stopped, stop_on_signals).
+#include "background_worker.hpp"
 #include "redis_server.hpp"
 
 #include <sagaflow/engine/stop.hpp>
@@ -11,11 +12,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <mutex>
 #include <set>
@@ -26,34 +23,13 @@ namespace tasks = sagaflow::tasks;
 using namespace std::chrono_literals;
 using sagaflow::awaitable;
 using sagaflow::steady_clock;
+using sagaflow::testing::eventually;
 using sagaflow::testing::redis_server;
 using sagaflow::testing::run;
+using sagaflow::testing::start_worker;
+using sagaflow::testing::worker_end;
 
 namespace {
-
-// Polls `done` every 10 ms for up to `limit`: a hang fails the test, it is not a speed check.
-template <typename Pred>
-awaitable<bool> eventually(Pred done, std::chrono::milliseconds limit = 30s) {
-  auto end = steady_clock::now() + limit;
-  while (!done()) {
-    if (steady_clock::now() > end) co_return false;
-    co_await sagaflow::sleep_for(10ms);
-  }
-  co_return true;
-}
-
-// Runs `w` until `stop`; `finished` is set when run() has returned, `failure` says why it threw.
-void start(asio::any_io_executor ex, tasks::worker& w, sagaflow::stop_source stop, bool& finished, std::string& failure) {
-  asio::co_spawn(ex, w.run(stop), [&](std::exception_ptr e) {
-    finished = true;
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      failure = ex.what();
-    }
-  });
-}
 
 tasks::worker_options quick(tasks::worker_options o) {
   o.promoter_interval = 50ms;
@@ -78,9 +54,8 @@ TEST(worker_life, an_unknown_task_goes_back_to_its_queue_without_using_an_attemp
     tasks::worker old_worker(ex, server.config(), quick({.unknown_task_grace = 800ms, .unknown_task_delay = 100ms}));
     old_worker.handle("known", [](tasks::task_context&) -> awaitable<void> { co_return; });
     sagaflow::stop_source stop;
-    bool finished = false;
-    std::string failure;
-    start(ex, old_worker, stop, finished, failure);
+    worker_end end;
+    start_worker(ex, old_worker, stop, end);
     enqueued = steady_clock::now();
     co_await client.enqueue("brand-new", boost::json::value(1));
     co_await client.enqueue("brand-new", boost::json::value(2));
@@ -90,8 +65,8 @@ TEST(worker_life, an_unknown_task_goes_back_to_its_queue_without_using_an_attemp
     EXPECT_EQ(old_worker.stats().started.load(), 0u);
     EXPECT_EQ(old_worker.stats().failed_to_settle.load(), 0u);
     stop.request_stop();
-    EXPECT_TRUE(co_await eventually([&] { return finished; }));
-    EXPECT_EQ(failure, "");
+    EXPECT_TRUE(co_await eventually([&] { return end.finished; }));
+    EXPECT_EQ(end.failure, "");
     conn->close();
   }());
   auto log = testing::internal::GetCapturedStderr();
@@ -122,11 +97,10 @@ TEST(worker_life, during_a_rolling_deploy_the_worker_that_knows_the_task_runs_it
     co_await conn->connect();
     tasks::client client(conn);
     sagaflow::stop_source stop;
-    bool old_finished = false, new_finished = false;
-    std::string old_failure, new_failure;
+    worker_end old_end, new_end;
     tasks::worker old_worker(ex, server.config(), quick({.unknown_task_delay = 50ms}));
     old_worker.handle("known", [](tasks::task_context&) -> awaitable<void> { co_return; });
-    start(ex, old_worker, stop, old_finished, old_failure);
+    start_worker(ex, old_worker, stop, old_end);
     for (int i = 0; i < 5; ++i) co_await client.enqueue("new-type", boost::json::value(i));
     EXPECT_TRUE(co_await eventually([&] { return old_worker.stats().handed_back.load() >= 5; }));
     // The new version of the service is deployed next to the old one.
@@ -135,10 +109,10 @@ TEST(worker_life, during_a_rolling_deploy_the_worker_that_knows_the_task_runs_it
       attempts.push_back(ctx.task.attempt);
       co_return;
     });
-    start(ex, new_worker, stop, new_finished, new_failure);
+    start_worker(ex, new_worker, stop, new_end);
     EXPECT_TRUE(co_await eventually([&] { return attempts.size() >= 5; }));
     stop.request_stop();
-    EXPECT_TRUE(co_await eventually([&] { return old_finished && new_finished; }));
+    EXPECT_TRUE(co_await eventually([&] { return old_end.finished && new_end.finished; }));
     EXPECT_EQ(old_worker.stats().dead.load() + new_worker.stats().dead.load(), 0u);
     EXPECT_EQ((co_await client.list_dead("default")).size(), 0u);
     conn->close();
@@ -149,33 +123,24 @@ TEST(worker_life, during_a_rolling_deploy_the_worker_that_knows_the_task_runs_it
 
 TEST(worker_life, a_stop_requested_while_redis_does_not_answer_ends_run_cleanly) {
   // A listening socket that never accepts: TCP connects, the handshake gets no answer.
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ASSERT_EQ(::listen(listener, 16), 0);
+  sagaflow::testing::loopback_listener listener;
   transport::config cfg;
-  cfg.port = ntohs(addr.sin_port);
+  cfg.port = listener.port();
   cfg.connect_timeout = 60s;
-  bool finished = false;
-  std::string failure;
+  worker_end end;
   run([&]() -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
     tasks::worker w(ex, cfg, {});
     sagaflow::stop_source stop;
-    start(ex, w, stop, finished, failure);
+    start_worker(ex, w, stop, end);
     co_await sagaflow::sleep_for(200ms);
-    EXPECT_FALSE(finished) << "still connecting";
+    EXPECT_FALSE(end.finished) << "still connecting";
     stop.request_stop();
     // Far below the 60 s connect timeout: only a hang fails this.
-    EXPECT_TRUE(co_await eventually([&] { return finished; }, 10s));
+    EXPECT_TRUE(co_await eventually([&] { return end.finished; }, 10s));
   }());
-  ::close(listener);
-  EXPECT_TRUE(finished);
-  EXPECT_EQ(failure, "") << "a stop while connecting is not an error";
+  EXPECT_TRUE(end.finished);
+  EXPECT_EQ(end.failure, "") << "a stop while connecting is not an error";
 }
 
 TEST(worker_life, no_task_is_orphaned_when_settlement_fails_while_redis_restarts) {
@@ -210,9 +175,8 @@ TEST(worker_life, no_task_is_orphaned_when_settlement_fails_while_redis_restarts
       done.insert(ctx.task.id);
     });
     sagaflow::stop_source stop;
-    bool finished = false;
-    std::string failure;
-    start(ex, w, stop, finished, failure);
+    worker_end end;
+    start_worker(ex, w, stop, end);
     EXPECT_TRUE(co_await eventually([&] { return w.stats().started.load() >= 32; }));
     co_await conn->call("EVAL", "for i = 1, 4000 do redis.call('SET', 'filler:' .. i, i) end", "0");
     server.stop();
@@ -224,8 +188,8 @@ TEST(worker_life, no_task_is_orphaned_when_settlement_fails_while_redis_restarts
     failed_to_settle = w.stats().failed_to_settle.load();
     settle_retries = w.stats().settle_retries.load();
     stop.request_stop();
-    EXPECT_TRUE(co_await eventually([&] { return finished; }));
-    EXPECT_EQ(failure, "");
+    EXPECT_TRUE(co_await eventually([&] { return end.finished; }));
+    EXPECT_EQ(end.failure, "");
     for (int p = 0; p < 4; ++p) {
       auto stream = "sf:{q:default}:p" + std::to_string(p);
       EXPECT_EQ((co_await transport::xpending(*conn, stream, "workers")).count, 0) << stream;

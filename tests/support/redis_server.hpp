@@ -1,6 +1,10 @@
-// Test support: a real redis-server per test (free loopback port, temporary directory), started
-// and stopped by the test itself, and a way to run a coroutine to completion.
+// Test support: a real redis-server per test (testing/redis_process.hpp, logging verbosely, with
+// the transport::config that reaches it), and ways to run a coroutine to completion and to wait
+// in one until something holds.
 #pragma once
+
+#include "loopback.hpp"
+#include "redis_process.hpp"
 
 #include <sagaflow/engine/coro.hpp>
 #include <sagaflow/transport/config.hpp>
@@ -9,11 +13,9 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
-#include <filesystem>
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 // ASSERT_* returns from the function: inside a coroutine it must co_return instead.
@@ -30,37 +32,12 @@
 
 namespace sagaflow::testing {
 
-// A loopback TCP port that was free a moment ago.
-std::uint16_t free_port();
-
-class redis_server {
+class redis_server : public redis_process {
  public:
-  // `extra` are passed to redis-server as "--name value" pairs, e.g. {"--requirepass", "x"}.
-  explicit redis_server(std::vector<std::string> extra = {}, bool tcp = true);
-  ~redis_server();
-  redis_server(const redis_server&) = delete;
-  redis_server& operator=(const redis_server&) = delete;
-
-  void start();  // on the same port(s) as before
-  void stop();   // SIGTERM and wait
-  void kill();   // SIGKILL and wait
-  bool running() const noexcept { return pid_ > 0; }
-
-  std::uint16_t port() const noexcept { return port_; }
-  // An extra free port the test may use (e.g. for --tls-port); chosen at construction.
-  std::uint16_t spare_port() const noexcept { return spare_port_; }
-  const std::filesystem::path& dir() const noexcept { return dir_; }
+  // `options` follow --loglevel verbose on redis-server's command line (see redis_process).
+  explicit redis_server(std::vector<std::string> options = {});
+  // Generous timeouts: a slow, loaded machine must not fail a test, a hang still does.
   transport::config config() const;
-  std::string url() const;
-
- private:
-  void wait_until_listening(std::uint16_t port);
-  std::vector<std::string> extra_;
-  bool tcp_;
-  std::uint16_t port_;
-  std::uint16_t spare_port_;
-  std::filesystem::path dir_;
-  pid_t pid_ = -1;
 };
 
 // Runs `op` on a fresh io_context until it completes; rethrows its exception; throws if it has
@@ -89,6 +66,17 @@ T run(boost::asio::awaitable<T> op, std::chrono::seconds limit = std::chrono::se
   if (!done) throw std::runtime_error("test coroutine did not finish in time");
   if (error) std::rethrow_exception(error);
   if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+// Polls `done` every 10 ms for up to `limit`: a hang fails the test, it is not a speed check.
+template <typename Pred>
+awaitable<bool> eventually(Pred done, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  auto end = sagaflow::steady_clock::now() + limit;
+  while (!done()) {
+    if (sagaflow::steady_clock::now() > end) co_return false;
+    co_await sagaflow::sleep_for(std::chrono::milliseconds(10));
+  }
+  co_return true;
 }
 
 }  // namespace sagaflow::testing

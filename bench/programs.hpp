@@ -1,43 +1,16 @@
-// The programs the benchmark runs as child processes: a private redis-server (free loopback
-// port, temporary directory, no persistence; never the system service), redis-benchmark, and
-// other processes of the benchmark itself (a task worker).
+// The programs the benchmark runs as child processes besides its redis-server (which is
+// testing/redis_process.hpp's): redis-benchmark, and other modes of the benchmark itself (a task
+// worker).
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
-#include <filesystem>
 #include <string>
 #include <vector>
 
 namespace sagaflow::bench {
-
-class redis_process {
- public:
-  // Starts redis-server (SAGAFLOW_REDIS_SERVER, else from PATH) and returns once it answers
-  // PING; throws std::runtime_error saying why it did not. `extra_args` are appended to its
-  // command line (e.g. {"--loglevel", "verbose"}).
-  explicit redis_process(std::vector<std::string> extra_args = {});
-  // Stops the server (SIGTERM, SIGKILL after 5 s) and removes its directory; also on unwinding.
-  ~redis_process();
-  redis_process(const redis_process&) = delete;
-  redis_process& operator=(const redis_process&) = delete;
-
-  std::uint16_t port() const noexcept { return port_; }
-  const std::filesystem::path& dir() const noexcept { return dir_; }
-  std::filesystem::path log_file() const { return dir_ / "redis.log"; }
-  void stop() noexcept;
-
- private:
-  bool start_on(std::uint16_t port);  // false when the server exited at start (port taken)
-
-  std::filesystem::path program_;
-  std::vector<std::string> extra_args_;
-  std::filesystem::path dir_;
-  std::uint16_t port_ = 0;
-  pid_t pid_ = -1;
-};
 
 // A long-running child (e.g. a worker process) whose standard output goes to a pipe that is read
 // when it ends; its standard error passes through. It dies with the benchmark (PDEATHSIG), and
