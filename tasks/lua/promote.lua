@@ -25,7 +25,8 @@ for _, member in ipairs(due) do
                  'dead.raw', member, 'dead.at', ARGV[1])
     end
   end
-  redis.call('ZREM', KEYS[1], member)
 end
+-- The due members are the set's lowest ranks, in order: one removal for all of them.
+if #due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due - 1) end
 local next_due = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, next_due[2] or '-1'}
