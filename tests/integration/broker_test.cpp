@@ -292,3 +292,23 @@ TEST_F(broker_test, requeue_dead_moves_each_dead_letter_back_once) {
     EXPECT_EQ(again.attempt, 1u);
   });
 }
+
+// More entries than one ZADD/XDEL slice of the script (500) and than Lua's unpack() could take
+// at once: every one is moved.
+TEST_F(broker_test, retry_moves_a_batch_larger_than_the_scripts_slices) {
+  with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
+    constexpr std::size_t n = 1200;
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < n; ++i) ids.push_back("big-" + std::to_string(i));
+    auto entries = co_await deliver(b, ids);
+    CO_ASSERT_EQ(entries.size(), n);
+    std::vector<std::string> members;
+    for (auto& id : ids) members.push_back(make_task(id).to_delayed_member());
+    std::vector<tasks::broker::retry_item> items;
+    for (std::size_t i = 0; i < n; ++i) items.push_back({entries[i], static_cast<std::int64_t>(1000 + i), members[i]});
+    auto moved = co_await b.retry(keys, 2, items);
+    EXPECT_EQ(moved, std::vector<bool>(n, true));
+    EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), static_cast<std::int64_t>(n));
+    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0);
+  });
+}
