@@ -53,7 +53,6 @@ awaitable<void> settler::flush() {
 // longer pending); after a lease's worth of failures its entries are let go to recovery, which
 // runs them again (at least once).
 awaitable<void> settler::flush_loop() {
-  auto random = random_source::from_entropy();
   milliseconds delay{0};
   std::uint32_t failures = 0;
   bool scripts_loaded = false;
@@ -111,7 +110,7 @@ awaitable<void> settler::flush_loop() {
       continue;
     }
     if (failures++ == 0) failing_since = steady_clock::now();
-    delay = settle_backoff.delay(failures, random, delay);
+    delay = settle_backoff.delay(failures, state_.random, delay);
     if (closed || steady_clock::now() + delay >= failing_since + state_.options.lease) {
       state_.stats.failed_to_settle += entries;
       let_go();
@@ -188,7 +187,6 @@ awaitable<void> settler::bury(queue_state& q, const fetched& item, const envelop
 template <typename Step>
 awaitable<std::optional<bool>> settler::settle(queue_state& q, const fetched& item, Step step, const std::string& what) {
   auto give_up = steady_clock::now() + state_.options.lease;
-  auto random = random_source::from_entropy();
   milliseconds delay{0};
   std::optional<bool> answer;
   for (std::uint32_t attempt = 1;; ++attempt) {
@@ -196,7 +194,7 @@ awaitable<std::optional<bool>> settler::settle(queue_state& q, const fetched& it
       answer = co_await step();
       break;
     } catch (const std::exception& e) {
-      delay = settle_backoff.delay(attempt, random, delay);
+      delay = settle_backoff.delay(attempt, state_.random, delay);
       if (is_closed(e) || steady_clock::now() + delay >= give_up) {
         ++state_.stats.failed_to_settle;
         log::error("worker", what, " failed: ", log::error_text(e), "; it stays pending and is recovered after the lease");
