@@ -16,6 +16,7 @@
 #include <chrono>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -29,25 +30,15 @@ using steady_clock = std::chrono::steady_clock;
 std::uint64_t unhandled_exception_count() noexcept;
 void count_unhandled_exception() noexcept;
 
+// Logs and counts the exception that ended the coroutine `name`; cancellation
+// (operation_aborted) is the normal way a loop ends and is not reported.
+void report_coroutine_failure(std::exception_ptr e, std::string_view name);
+
 // co_spawn that never loses an exception: it is logged with the coroutine's name and counted.
-// Cancellation (operation_aborted) is the normal way a loop ends and is not reported.
 template <typename Executor>
 void spawn(const Executor& ex, awaitable<void> op, std::string name) {
   boost::asio::co_spawn(ex, std::move(op), [name = std::move(name)](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const boost::system::system_error& se) {
-      if (se.code() == boost::asio::error::operation_aborted) return;
-      count_unhandled_exception();
-      log::error("engine", name, " failed: ", log::error_text(se));
-    } catch (const std::exception& ex) {
-      count_unhandled_exception();
-      log::error("engine", name, " failed: ", log::error_text(ex));
-    } catch (...) {
-      count_unhandled_exception();
-      log::error("engine", name, " failed with a non-standard exception");
-    }
+    if (e) report_coroutine_failure(e, name);
   });
 }
 

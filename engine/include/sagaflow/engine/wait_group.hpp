@@ -13,12 +13,12 @@ class wait_group {
   // `strand`: every spawn() and wait() of this group runs on it.
   explicit wait_group(const boost::asio::any_io_executor& strand) : strand_(strand), done_(strand) {}
 
-  // Starts `op` on the strand; an exception that ends it is logged with `name` and counted (as
-  // spawn() does). The group must outlive `op`.
+  // Starts `op` on the strand; an exception that ends it is logged with `name` and counted
+  // (report_coroutine_failure, as spawn() does). The group must outlive `op`.
   void spawn(awaitable<void> op, std::string name) {
     ++running_;
     boost::asio::co_spawn(strand_, std::move(op), [this, name = std::move(name)](std::exception_ptr e) {
-      if (e) report(e, name);
+      if (e) report_coroutine_failure(e, name);
       if (--running_ == 0) done_.notify_all();
     });
   }
@@ -31,23 +31,9 @@ class wait_group {
   std::size_t running() const noexcept { return running_; }
 
  private:
-  static void report(std::exception_ptr e, const std::string& name);
-
   boost::asio::any_io_executor strand_;
   notifier done_;
   std::size_t running_ = 0;
 };
-
-inline void wait_group::report(std::exception_ptr e, const std::string& name) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    count_unhandled_exception();
-    log::error("engine", name, " ended with an error: ", log::error_text(ex));
-  } catch (...) {
-    count_unhandled_exception();
-    log::error("engine", name, " ended with a non-standard exception");
-  }
-}
 
 }  // namespace sagaflow
