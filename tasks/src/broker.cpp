@@ -101,11 +101,10 @@ void broker::add_result(transport::request& req, const queue_keys& q, std::strin
   req.push("SET", q.result(task_id), json, "PX", std::to_string(ttl.count()));
 }
 
-void broker::add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::string_view consumer,
-                       std::span<const retry_item> items) {
+void broker::add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
   auto& script = scripts::retry();
-  req.begin(7 + 3 * items.size()).arg("EVALSHA").arg(script.sha1()).arg(2).arg(q.streams[p]).arg(q.delayed);
-  req.arg(consumer_group).arg(consumer);
+  req.begin(6 + 3 * items.size()).arg("EVALSHA").arg(script.sha1()).arg(2).arg(q.streams[p]).arg(q.delayed);
+  req.arg(consumer_group);
   for (auto& item : items) req.arg(item.entry_id).arg(item.due_ms).arg(item.member);
 }
 
@@ -117,11 +116,10 @@ std::vector<bool> broker::retry_reply(const transport::resp::value& reply) {
   return moved;
 }
 
-awaitable<std::vector<bool>> broker::retry(const queue_keys& q, std::size_t p, std::string_view consumer,
-                                           std::span<const retry_item> items) {
+awaitable<std::vector<bool>> broker::retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
   for (int round = 0;; ++round) {
     transport::request req;
-    add_retry(req, q, p, consumer, items);
+    add_retry(req, q, p, items);
     auto replies = co_await connection_->exec(std::move(req));
     if (round == 0 && needs_scripts(replies)) {
       co_await load_scripts();

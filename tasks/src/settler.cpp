@@ -74,7 +74,7 @@ awaitable<void> settler::flush_loop() {
           items.clear();
           for (auto& r : mine.retries[p]) items.push_back({r.entry_id, r.due_ms, r.member});
           retry_replies.push_back(req.size());
-          broker::add_retry(req, q->keys, p, state_.options.consumer, items);
+          broker::add_retry(req, q->keys, p, items);
         }
         entries += mine.acks[p].size() + mine.retries[p].size();
       }

@@ -115,13 +115,13 @@ TEST_F(broker_test, retry_moves_every_pending_entry_of_a_call_and_skips_the_sett
     };
     std::string m1 = member("r-1"), m2 = member("r-2"), m3 = member("r-3");
     tasks::broker::retry_item items[] = {{entries[0], 1000, m1}, {entries[1], 2000, m2}, {entries[2], 3000, m3}};
-    auto moved = co_await b.retry(keys, 2, "a", items);
+    auto moved = co_await b.retry(keys, 2, items);
     EXPECT_EQ(moved, (std::vector<bool>{true, true, false}));
     EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), 2);
     EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 1) << "moved entries are deleted, the settled one is left alone";
     EXPECT_EQ((co_await b.pending(keys, 2, 10, 0ms)).size(), 0u);
     // Again (a reply lost, the call repeated): nothing changes.
-    auto again = co_await b.retry(keys, 2, "a", items);
+    auto again = co_await b.retry(keys, 2, items);
     EXPECT_EQ(again, (std::vector<bool>{false, false, false}));
     EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), 2);
   });
@@ -135,7 +135,7 @@ TEST_F(broker_test, retry_loads_its_script_again_after_a_script_flush) {
     co_await c.call("SCRIPT", "FLUSH");  // as a restarted server would have forgotten them
     std::string m = make_task("f-1").to_delayed_member();
     tasks::broker::retry_item items[] = {{entries[0], 1000, m}};
-    auto moved = co_await b.retry(keys, 2, "a", items);
+    auto moved = co_await b.retry(keys, 2, items);
     EXPECT_EQ(moved, (std::vector<bool>{true}));
   });
 }
@@ -306,7 +306,7 @@ TEST_F(broker_test, retry_moves_a_batch_larger_than_the_scripts_slices) {
     for (auto& id : ids) members.push_back(make_task(id).to_delayed_member());
     std::vector<tasks::broker::retry_item> items;
     for (std::size_t i = 0; i < n; ++i) items.push_back({entries[i], static_cast<std::int64_t>(1000 + i), members[i]});
-    auto moved = co_await b.retry(keys, 2, "a", items);
+    auto moved = co_await b.retry(keys, 2, items);
     EXPECT_EQ(moved, std::vector<bool>(n, true));
     EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), static_cast<std::int64_t>(n));
     EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0);

@@ -83,7 +83,7 @@ awaitable<std::int64_t> retry(transport::connection& c, const std::string& id, c
   next.last_error = std::string(note);
   std::string member = next.to_delayed_member();
   std::string_view script_keys[] = {stream, keys.delayed};
-  std::string_view args[] = {tasks::consumer_group, note, id, "1000", member};  // the note names the caller
+  std::string_view args[] = {tasks::consumer_group, id, "1000", member};
   auto reply = co_await transport::evalsha(c, scripts::retry(), script_keys, args);
   co_return reply.elements.at(0).integer;  // one answer per task in the call
 }

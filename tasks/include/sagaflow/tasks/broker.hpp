@@ -81,8 +81,8 @@ class broker {
   // SET result PX ttl, appended to `req`.
   static void add_result(transport::request& req, const queue_keys& q, std::string_view task_id,
                          std::string_view json, std::chrono::milliseconds ttl);
-  // retry.lua. KEYS: the stream, the delayed zset. ARGV: group, consumer, then per task: entry
-  // id, due ms, member. Moves pending entries to the delayed set, each as its member (the next attempt's
+  // retry.lua. KEYS: the stream, the delayed zset. ARGV: group, then per task: entry id, due
+  // ms, member. Moves pending entries to the delayed set, each as its member (the next attempt's
   // envelope). Per entry: false when it was no longer pending for the group (another worker
   // settled it) and nothing changed for it.
   struct retry_item {
@@ -90,10 +90,8 @@ class broker {
     std::int64_t due_ms = 0;
     std::string_view member;
   };
-  awaitable<std::vector<bool>> retry(const queue_keys& q, std::size_t p, std::string_view consumer,
-                                     std::span<const retry_item> items);
-  static void add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::string_view consumer,
-                        std::span<const retry_item> items);
+  awaitable<std::vector<bool>> retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items);
+  static void add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items);
   static std::vector<bool> retry_reply(const transport::resp::value& reply);
   // A script in `req` met NOSCRIPT (a restarted server): load them all, then send it again.
   static bool needs_scripts(const transport::response& replies);
