@@ -91,6 +91,7 @@ transport::config local_config(std::uint16_t port, std::string client_name) {
 struct worker_process_options {
   std::uint64_t port = 6379;
   std::uint64_t concurrency = 512;
+  std::uint64_t prefetch = 0;
   std::uint64_t threads = 1;
 };
 
@@ -110,6 +111,7 @@ int run_tasks_worker(std::span<const std::string_view> args) {
   const flag flags[] = {
       {"port", &o.port, 1, 65535, "redis-server port on 127.0.0.1"},
       {"concurrency", &o.concurrency, 1, 1'000'000, "worker_options::concurrency (handlers in flight; also the fetch size)"},
+      {"prefetch", &o.prefetch, 0, 1'000'000, "worker_options::prefetch (fetched beyond the free slots)"},
       {"threads", &o.threads, 1, 64, "runtime threads of the worker process"},
   };
   if (!parse_flags("tasks-worker", args, flags)) return 0;
@@ -122,6 +124,7 @@ int run_tasks_worker(std::span<const std::string_view> args) {
   tasks::worker_options wo;
   wo.queues = {tasks::queue_config{.name = std::string(worker_queue), .share = 1}};
   wo.concurrency = static_cast<std::size_t>(o.concurrency);
+  wo.prefetch = static_cast<std::size_t>(o.prefetch);
   tasks::worker worker(ex, cfg, wo);
 
   handler_counts counts;
@@ -196,6 +199,7 @@ struct tasks_options {
   std::uint64_t batch = 1000;           // tasks per enqueue_bulk call (one pipeline)
   std::uint64_t inflight = 8;           // enqueue_bulk calls in flight
   std::uint64_t concurrency = 512;      // the worker's worker_options::concurrency
+  std::uint64_t prefetch = 0;           // the worker's worker_options::prefetch
   std::uint64_t latency_rate = 1000;    // tasks/s in the latency run
   std::uint64_t latency_seconds = 5;
   std::uint64_t repeat = 3;             // rounds of the throughput runs; the best is reported
@@ -589,7 +593,8 @@ std::vector<std::string> worker_command(std::uint16_t port, const tasks_options&
     for (std::string w; words >> w;) argv.push_back(w);
   }
   for (std::string a : {self_executable(), std::string("tasks-worker"), std::string("--port"), std::to_string(port),
-                        std::string("--concurrency"), std::to_string(o.concurrency)})
+                        std::string("--concurrency"), std::to_string(o.concurrency), std::string("--prefetch"),
+                        std::to_string(o.prefetch)})
     argv.push_back(std::move(a));
   return argv;
 }
@@ -634,6 +639,7 @@ int run_tasks_bench(std::span<const std::string_view> args) {
       {"batch", &o.batch, 1, 100'000, "tasks per enqueue_bulk call"},
       {"inflight", &o.inflight, 1, 1024, "enqueue_bulk calls in flight"},
       {"concurrency", &o.concurrency, 1, 1'000'000, "the worker's worker_options::concurrency"},
+      {"prefetch", &o.prefetch, 0, 1'000'000, "the worker's worker_options::prefetch (0: strict priority exact)"},
       {"latency-rate", &o.latency_rate, 1, 100'000, "tasks per second in the latency run"},
       {"latency-seconds", &o.latency_seconds, 1, 600, "length of the latency run"},
       {"repeat", &o.repeat, 1, 20, "rounds of the throughput runs; the best of each is reported"},
@@ -747,7 +753,7 @@ int run_tasks_bench(std::span<const std::string_view> args) {
     table << line;
   }
   std::cout << "\nRedis " << version << "; throughput rows: best of " << o.repeat << " rounds; worker: 1 process, "
-            << "concurrency " << o.concurrency << "; client and worker reactor " << sagaflow::runtime::backend() << "\n"
+            << "concurrency " << o.concurrency << ", prefetch " << o.prefetch << "; client and worker reactor " << sagaflow::runtime::backend() << "\n"
             << table.str() << "\n";
   std::cout << R"({"bench":"tasks","e2e_per_sec":)" << std::llround(e2e.per_sec())
             << R"(,"enqueue_per_sec":)" << std::llround(enqueue.per_sec())

@@ -43,7 +43,7 @@ std::vector<std::size_t> fetcher::fetch_order() {
 awaitable<void> fetcher::run() {
   auto& consumer = state_.options.consumer;
   while (!stopped_) {
-    std::size_t free = q_.free_slots();
+    std::size_t free = q_.fetch_room();
     if (free == 0) {
       co_await q_.slot_freed.wait();
       continue;

@@ -1,5 +1,5 @@
-// The fetcher of one queue: whenever the queue has free handler slots, it reads that many new
-// entries (higher priority streams first, one round trip) and gives them to the processor; when
+// The fetcher of one queue: whenever the queue has free handler slots (plus the prefetch
+// allowance), it reads that many new entries (higher priority streams first, one round trip) and gives them to the processor; when
 // the queue is empty it blocks on all four streams, on a connection of its own, until one has
 // an entry.
 #pragma once

@@ -57,7 +57,8 @@ worker_state::worker_state(const asio::any_io_executor& ex, transport::config cf
   }
   for (auto& q : options.queues) {
     auto slots = std::max<std::size_t>(1, options.concurrency * q.share / shares);
-    queues.push_back(std::make_unique<queue_state>(q, options.prefix, slots, strand));
+    auto prefetch = options.prefetch * q.share / shares;
+    queues.push_back(std::make_unique<queue_state>(q, options.prefix, slots, prefetch, strand));
   }
 }
 

@@ -25,12 +25,19 @@ struct fetched {
 };
 
 struct queue_state {
-  queue_state(queue_config c, std::string_view prefix, std::size_t slot_count, const boost::asio::any_io_executor& strand)
-      : config(std::move(c)), keys(prefix, config.name), slots(slot_count), slot_freed(strand), promoter_wake(strand) {}
+  queue_state(queue_config c, std::string_view prefix, std::size_t slot_count, std::size_t prefetch_count,
+              const boost::asio::any_io_executor& strand)
+      : config(std::move(c)),
+        keys(prefix, config.name),
+        slots(slot_count),
+        prefetch(prefetch_count),
+        slot_freed(strand),
+        promoter_wake(strand) {}
 
   queue_config config;
   queue_keys keys;
   std::size_t slots;    // handlers of this queue that may run at once
+  std::size_t prefetch;  // entries it may hold fetched beyond its free slots
   std::size_t running = 0;
   std::array<std::deque<fetched>, priority_count> buffer;  // fetched, not yet started
   // Entries pending for this consumer that this worker holds: buffered, running or settling.
@@ -49,6 +56,11 @@ struct queue_state {
   std::size_t free_slots() const {
     auto used = running + buffered();
     return slots > used ? slots - used : 0;
+  }
+  // How many entries the fetcher may take now: the free slots, plus the prefetch allowance.
+  std::size_t fetch_room() const {
+    auto used = running + buffered();
+    return slots + prefetch > used ? slots + prefetch - used : 0;
   }
   std::size_t stream_index(std::string_view stream) const {
     for (std::size_t p = 0; p < priority_count; ++p)

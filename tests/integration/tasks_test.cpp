@@ -760,6 +760,32 @@ TEST_F(tasks_test, a_handler_over_its_timeout_is_cancelled_and_the_attempt_fails
   EXPECT_EQ(cancelled.load(), 1);
 }
 
+// While its two handlers are busy, the worker holds (pending for it) its slots plus its
+// prefetch allowance, no more: 0 keeps strict priority exact.
+TEST_F(tasks_test, a_busy_worker_holds_its_slots_plus_its_prefetch) {
+  for (std::size_t prefetch : {std::size_t{0}, std::size_t{3}}) {
+    SCOPED_TRACE("prefetch " + std::to_string(prefetch));
+    std::int64_t held = -1;
+    bool release = false;
+    int started = 0;
+    with_worker({.concurrency = 2, .prefetch = prefetch}, [&](tasks::worker& w) {
+      w.handle("hold", [&](tasks::task_context&) -> awaitable<void> {
+        ++started;
+        while (!release) co_await sagaflow::sleep_for(5ms);
+      });
+    }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
+      std::vector<tasks::task_spec> specs(10, {"hold", boost::json::value(1), {}});
+      co_await c.enqueue_bulk(std::move(specs));
+      for (int i = 0; i < 1000 && started < 2; ++i) co_await sagaflow::sleep_for(5ms);
+      co_await sagaflow::sleep_for(200ms);  // time for any further fetch to arrive
+      held = (co_await transport::xpending(conn, "sf:{q:default}:p2", tasks::consumer_group)).count;
+      release = true;
+      while (started < 10) co_await sagaflow::sleep_for(5ms);
+    });
+    EXPECT_EQ(held, static_cast<std::int64_t>(2 + prefetch));
+  }
+}
+
 // One handler slot runs tasks of different timeouts in turn. The slot's deadline timer is only
 // re-armed for an earlier deadline: a short timeout after a long one must still fire on time,
 // and a task after a timed-out one must not inherit its cancellation.
