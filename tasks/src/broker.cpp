@@ -7,25 +7,14 @@
 
 namespace sagaflow::tasks {
 
-namespace {
-
-std::vector<transport::field_view> views_of(const std::vector<std::string>& flat) {
-  std::vector<transport::field_view> out;
-  out.reserve(flat.size() / 2);
-  for (std::size_t i = 0; i + 1 < flat.size(); i += 2) out.push_back({flat[i], flat[i + 1]});
-  return out;
-}
-
-}  // namespace
-
 awaitable<std::string> broker::enqueue(const queue_keys& q, const envelope& task, std::optional<std::int64_t> due_ms,
                                        std::string_view idempotency_key, std::chrono::milliseconds idempotency_ttl) {
   auto& stream = q.streams[static_cast<std::size_t>(task.priority)];
-  std::vector<std::string> fields;
-  if (!due_ms) fields = task.to_fields();  // a delayed task travels as its member only
+  std::string packed;
+  if (!due_ms) packed = task.encode();  // a delayed task travels as its member only
   if (!due_ms && idempotency_key.empty()) {
-    auto views = views_of(fields);
-    co_await transport::xadd(*connection_, stream, views);
+    transport::field_view fields[] = {{entry_field, packed}};
+    co_await transport::xadd(*connection_, stream, fields);
     co_return task.id;
   }
   std::string uniq = q.uniq(idempotency_key);
@@ -33,7 +22,10 @@ awaitable<std::string> broker::enqueue(const queue_keys& q, const envelope& task
   std::string due_text = std::to_string(due_ms.value_or(0));
   std::string member = due_ms ? task.to_delayed_member() : std::string();
   std::vector<std::string_view> args{due_ms ? "delay" : "now", due_text, ttl, task.id, member};
-  for (auto& f : fields) args.push_back(f);
+  if (!due_ms) {
+    args.push_back(entry_field);
+    args.push_back(packed);
+  }
   std::string_view keys[] = {stream, q.delayed, uniq};
   auto reply = co_await transport::evalsha(*connection_, scripts::enqueue(), keys, args);
   if (reply.elements.size() != 2) throw boost::system::system_error(transport::error::unexpected_reply, "enqueue script");
@@ -41,9 +33,9 @@ awaitable<std::string> broker::enqueue(const queue_keys& q, const envelope& task
 }
 
 void broker::add_enqueue(transport::request& req, const queue_keys& q, const envelope& task) {
-  auto fields = task.to_fields();
-  auto views = views_of(fields);
-  transport::add_xadd(req, q.streams[static_cast<std::size_t>(task.priority)], views);
+  auto packed = task.encode();
+  transport::field_view fields[] = {{entry_field, packed}};
+  transport::add_xadd(req, q.streams[static_cast<std::size_t>(task.priority)], fields);
 }
 
 awaitable<void> broker::create_groups(const queue_keys& q) {

@@ -83,7 +83,7 @@ awaitable<void> settler::flush_loop() {
     try {
       auto replies = co_await state_.broker->connection().exec(std::move(req));
       if (broker::needs_scripts(replies) && !scripts_loaded) {
-        scripts_loaded = true;  // once per flush: a second NOSCRIPT is a failure like any other
+        scripts_loaded = true;  // once per failing stretch: a second NOSCRIPT in a row is a failure
         co_await state_.broker->load_scripts();
         put_back(now);
         continue;
@@ -105,6 +105,7 @@ awaitable<void> settler::flush_loop() {
     };
     if (failure.empty()) {
       failures = 0;
+      scripts_loaded = false;  // a later restart of Redis forgets them again
       delay = milliseconds(0);
       let_go();
       continue;
@@ -162,11 +163,11 @@ void settler::put_back(round& r) {
 
 awaitable<void> settler::bury(queue_state& q, const fetched& item, const envelope* task, std::string_view reason,
                               const std::string& error) {
-  std::vector<std::string> task_fields;
+  std::string packed;
   std::vector<transport::field_view> fields;
   if (task) {
-    task_fields = task->to_fields();
-    for (std::size_t i = 0; i + 1 < task_fields.size(); i += 2) fields.push_back({task_fields[i], task_fields[i + 1]});
+    packed = task->encode();
+    fields.push_back({entry_field, packed});
   } else {
     for (auto& [k, v] : item.entry.fields) fields.push_back({k, v});
   }
