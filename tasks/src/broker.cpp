@@ -44,31 +44,83 @@ awaitable<void> broker::create_groups(const queue_keys& q) {
 
 awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                               std::string_view consumer, std::size_t count) {
+  fetch_plan plan;
+  co_return co_await fetch(q, order, consumer, count, plan);
+}
+
+static void add_backlog(transport::request& req, const queue_keys& q) {
+  auto& script = scripts::backlog();
+  req.begin(3 + priority_count + 1).arg("EVALSHA").arg(script.sha1()).arg(priority_count);
+  for (auto& stream : q.streams) req.arg(stream);
+  req.arg(consumer_group);
+}
+
+static broker::fetch_plan plan_of(const transport::resp::value& reply) {
+  if (reply.is_error()) throw transport::server_error("EVALSHA backlog", reply.text);
+  if (reply.elements.size() != priority_count)
+    throw boost::system::system_error(transport::error::unexpected_reply, "backlog script");
+  broker::fetch_plan plan;
+  for (std::size_t p = 0; p < priority_count; ++p) plan.lags[p] = transport::as_integer(reply.elements[p], "backlog script");
+  plan.known = true;
+  return plan;
+}
+
+awaitable<broker::fetch_plan> broker::backlog(const queue_keys& q) {
   std::string_view keys[priority_count];
-  std::size_t n = 0;
-  for (auto p : order) keys[n++] = q.streams.at(p);
+  for (std::size_t p = 0; p < priority_count; ++p) keys[p] = q.streams[p];
   std::string_view args[] = {consumer_group};
-  auto backlog = co_await transport::evalsha(*connection_, scripts::backlog(), std::span(keys, n), args);
-  if (backlog.elements.size() != n) throw boost::system::system_error(transport::error::unexpected_reply, "backlog script");
-  // Exactly `count` at most, from the first streams with a backlog (all of it when Redis cannot
-  // tell its size), in one pipeline.
+  auto reply = co_await transport::evalsha(*connection_, scripts::backlog(), keys, args);
+  co_return plan_of(reply);
+}
+
+awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& q, std::span<const std::size_t> order,
+                                                              std::string_view consumer, std::size_t count,
+                                                              fetch_plan& plan) {
+  if (!plan.known) plan = co_await backlog(q);
   transport::request req;
-  std::size_t left = count;
-  for (std::size_t i = 0; i < n && left > 0; ++i) {
-    auto lag = transport::as_integer(backlog.elements[i], "backlog script");
-    if (lag == 0) continue;
-    std::size_t take = lag < 0 ? left : std::min(left, static_cast<std::size_t>(lag));
-    transport::stream_offset from[] = {{keys[i], ">"}};
-    transport::add_xreadgroup(req, consumer_group, consumer, from, {.count = take});
-    left -= take;
+  std::size_t uncovered = count;  // what the planned lags of the streams read so far leave
+  for (auto p : order) {
+    transport::stream_offset from[] = {{q.streams.at(p), ">"}};
+    transport::add_xreadgroup(req, consumer_group, consumer, from, {.count = uncovered});
+    auto lag = plan.lags.at(p);
+    if (lag < 0 || static_cast<std::size_t>(lag) >= uncovered) break;
+    uncovered -= static_cast<std::size_t>(lag);
+  }
+  auto reads = req.size();
+  add_backlog(req, q);
+  auto replies = co_await connection_->exec(std::move(req));
+  // The plan first: a read that fails still leaves a usable one (or none, asked for next time).
+  try {
+    plan = plan_of(replies.at(reads));
+  } catch (const std::exception&) {
+    plan.known = false;  // e.g. NOSCRIPT after a restart: evalsha() in backlog() loads it
   }
   std::vector<transport::stream_batch> out;
-  if (req.empty()) co_return out;
-  auto replies = co_await connection_->exec(std::move(req));
-  for (auto& reply : replies) {
+  std::size_t kept = 0;
+  std::array<std::vector<std::string>, priority_count> excess;
+  for (std::size_t i = 0; i < reads; ++i) {
+    auto& reply = replies[i];
     if (reply.is_error()) throw transport::server_error("XREADGROUP", reply.text);
-    for (auto& batch : transport::decode_stream_batches(std::move(reply)))
+    for (auto& batch : transport::decode_stream_batches(std::move(reply))) {
+      if (batch.entries.empty()) continue;
+      auto p = order[i];
+      auto room = count - kept;
+      if (batch.entries.size() > room) {
+        for (std::size_t k = room; k < batch.entries.size(); ++k) excess[p].push_back(std::move(batch.entries[k].id));
+        batch.entries.resize(room);
+      }
+      kept += batch.entries.size();
       if (!batch.entries.empty()) out.push_back(std::move(batch));
+    }
+  }
+  for (std::size_t p = 0; p < priority_count; ++p) {
+    if (excess[p].empty()) continue;
+    try {
+      auto released = co_await release(q, p, excess[p]);
+      if (plan.known && plan.lags[p] >= 0) plan.lags[p] += released;  // the plan was answered before
+    } catch (const std::exception&) {
+      // They stay pending for `consumer`, unowned: recovery takes them over after the lease.
+    }
   }
   co_return out;
 }

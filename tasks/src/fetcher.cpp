@@ -10,6 +10,7 @@ using std::chrono::milliseconds;
 awaitable<void> fetcher::connect() {
   blocking_ = transport::connection::create(state_.strand, state_.redis_config);
   co_await blocking_->connect();
+  reader_ = std::make_unique<broker>(blocking_);
 }
 
 void fetcher::stop() {
@@ -50,12 +51,13 @@ awaitable<void> fetcher::run() {
     }
     try {
       auto order = fetch_order();
-      auto batches = co_await state_.broker->fetch(q_.keys, order, consumer, free);
+      auto batches = co_await reader_->fetch(q_.keys, order, consumer, free, plan_);
       if (!batches.empty()) {
         processor_.accept(q_, std::move(batches));
         continue;
       }
       // Nothing ready: block on all four streams until something arrives (or fetch_block).
+      plan_.known = false;  // the streams change while this waits
       auto woken = co_await broker::wait_for_tasks(*blocking_, q_.keys, consumer, state_.options.fetch_block);
       processor_.accept(q_, std::move(woken));
       continue;

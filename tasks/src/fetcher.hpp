@@ -1,7 +1,8 @@
 // The fetcher of one queue: whenever the queue has free handler slots (plus the prefetch
-// allowance), it reads that many new entries (higher priority streams first, one round trip) and gives them to the processor; when
-// the queue is empty it blocks on all four streams, on a connection of its own, until one has
-// an entry.
+// allowance), it reads that many new entries (higher priority streams first, one round trip
+// planned by the lags the previous one answered) and gives them to the processor; when the
+// queue is empty it blocks on all four streams until one has an entry. It has a connection of
+// its own, so that a fetch never waits behind the settler's acknowledgements in a pipeline.
 #pragma once
 
 #include "processor.hpp"
@@ -26,6 +27,8 @@ class fetcher {
   queue_state& q_;
   processor& processor_;
   std::shared_ptr<transport::connection> blocking_;
+  std::unique_ptr<broker> reader_;  // on blocking_: fetches never wait behind settlements
+  broker::fetch_plan plan_;
   wakeup pause_;  // after a failed fetch
   bool stopped_ = false;
 };

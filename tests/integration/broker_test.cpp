@@ -101,6 +101,39 @@ TEST_F(broker_test, fetch_drains_higher_streams_first_and_stops_at_count) {
   });
 }
 
+// A fetch planned by the lags the previous one answered reads in one round trip; the streams
+// above the planned one are still read fresh, so a critical task enqueued since is taken first,
+// and what then exceeds the count goes back to its stream (to its end), not lost.
+TEST_F(broker_test, fetch_by_a_stale_plan_takes_a_newer_critical_first_and_hands_back_the_excess) {
+  with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
+    for (auto id : {"n-1", "n-2", "n-3", "n-4"}) co_await b.enqueue(keys, make_task(id), std::nullopt, {}, 0ms);
+    auto plan = co_await b.backlog(keys);
+    EXPECT_TRUE(plan.known);
+    EXPECT_EQ(plan.lags[0], 0);
+    EXPECT_EQ(plan.lags[2], 4);
+    co_await b.enqueue(keys, make_task("crit", tasks::priority::critical), std::nullopt, {}, 0ms);
+    std::size_t order[] = {0, 1, 2, 3};
+    auto got = co_await b.fetch(keys, order, "a", 3, plan);
+    std::vector<std::string> ids;
+    for (auto& batch : got)
+      for (auto& e : batch.entries) ids.push_back(tasks::envelope::from_fields(e.fields).id);
+    std::vector<std::string> expected{"crit", "n-1", "n-2"};
+    EXPECT_EQ(ids, expected);
+    auto pending = co_await b.pending(keys, 2, 10, 0ms, "a");
+    EXPECT_EQ(pending.size(), 2u) << "the entry read beyond the count is no longer pending";
+    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 4) << "handed back, not lost";
+    EXPECT_EQ(plan.lags[0], 0) << "the plan is the backlog after the reads";
+    EXPECT_EQ(plan.lags[2], 2);
+    auto rest = co_await b.fetch(keys, order, "a", 10, plan);
+    ids.clear();
+    for (auto& batch : rest)
+      for (auto& e : batch.entries) ids.push_back(tasks::envelope::from_fields(e.fields).id);
+    expected = {"n-4", "n-3"};
+    EXPECT_EQ(ids, expected) << "the handed-back entry is at the end of its stream";
+    EXPECT_EQ(plan.lags[2], 0);
+  });
+}
+
 TEST_F(broker_test, retry_moves_every_pending_entry_of_a_call_and_skips_the_settled) {
   with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
     std::vector<std::string> ids{"r-1", "r-2", "r-3"};

@@ -62,12 +62,28 @@ class broker {
   awaitable<void> create_groups(const queue_keys& q);
 
   // --- consuming ------------------------------------------------------------------------------
-  // backlog.lua (KEYS: the streams in fetch order; ARGV: group; answers each stream's lag), then
-  // one pipeline of plain XREADGROUPs: up to `count` new entries for `consumer`, the first
-  // streams drained before later ones are touched. Strict priority stays exact without reading
-  // through Lua, which would cost Redis more than the read itself.
+  // Each priority stream's lag for the group (new entries; -1 when Redis cannot tell), as the
+  // last backlog.lua answered it: what the next fetch plans its reads by.
+  struct fetch_plan {
+    std::array<std::int64_t, priority_count> lags{};
+    bool known = false;  // false: the next fetch asks backlog.lua first (one more round trip)
+  };
+  // Up to `count` new entries for `consumer`, the streams in `order` drained first to last
+  // (strict priority exact), in one round trip once `plan` is known: each stream is read
+  // (XREADGROUP COUNT) for what `count` leaves after the planned lags of the streams above it,
+  // down to the first stream whose lag covers the rest, and backlog.lua, pipelined behind the
+  // reads, updates `plan` for the next fetch. The streams above are read fresh whatever their
+  // planned lag, so a task that arrived there since is taken first; the entries that then exceed
+  // `count` (the last ones in `order`) are handed back (release.lua) at once. Entries are not
+  // read through Lua: converting them to Lua values and back costs Redis more than the read.
+  awaitable<std::vector<transport::stream_batch>> fetch(const queue_keys& q, std::span<const std::size_t> order,
+                                                        std::string_view consumer, std::size_t count,
+                                                        fetch_plan& plan);
+  // The same with a plan asked for first: two round trips.
   awaitable<std::vector<transport::stream_batch>> fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                         std::string_view consumer, std::size_t count);
+  // backlog.lua. KEYS: the four priority streams; ARGV: group. Answers each stream's lag.
+  awaitable<fetch_plan> backlog(const queue_keys& q);
   // XREADGROUP COUNT 1 BLOCK on all four streams: waits until one has a new entry. Redis answers
   // a connection's commands in order, so `blocking` must be a connection of its own.
   static awaitable<std::vector<transport::stream_batch>> wait_for_tasks(transport::connection& blocking,
