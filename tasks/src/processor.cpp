@@ -34,11 +34,29 @@ void processor::accept(queue_state& q, std::vector<transport::stream_batch>&& ba
       q.buffer[p].push_back({p, std::move(e)});
     }
   }
-  asio::post(state_.strand, [keep = state_.owner.lock(), this, &q] { dispatch(q); });
+  schedule_dispatch(q);
 }
 
+void processor::schedule_dispatch(queue_state& q) {
+  if (q.dispatch_posted) return;
+  q.dispatch_posted = true;
+  asio::post(state_.strand, [keep = state_.owner.lock(), this, &q] {
+    q.dispatch_posted = false;
+    dispatch(q);
+  });
+}
+
+// At most dispatch_chunk tasks start per turn; the rest are posted behind whatever I/O completed
+// meanwhile. The fetcher's round trips are then answered while a large batch runs, so its next
+// read is already in Redis when this batch is done, instead of Redis and the worker taking turns.
+static constexpr std::size_t dispatch_chunk = 32;
+
 void processor::dispatch(queue_state& q) {
-  while (q.running < q.slots && !stopping_ && !idle_.empty()) {
+  for (std::size_t started = 0; q.running < q.slots && !stopping_ && !idle_.empty(); ++started) {
+    if (started == dispatch_chunk) {
+      schedule_dispatch(q);
+      return;
+    }
     std::size_t p = 0;
     while (p < priority_count && q.buffer[p].empty()) ++p;
     if (p == priority_count) return;
@@ -61,7 +79,7 @@ void processor::dispatch(queue_state& q) {
                      --running_;
                      q.slot_freed.notify_all();
                      finished_.notify_all();
-                     dispatch(q);
+                     schedule_dispatch(q);
                    }));
   }
 }

@@ -45,6 +45,7 @@ class processor {
     bool timed_out = false;
   };
 
+  void schedule_dispatch(queue_state& q);
   void dispatch(queue_state& q);
   awaitable<void> execute(queue_state& q, fetched item, slot& s);
   awaitable<void> no_handler(queue_state& q, const fetched& item, envelope task);

@@ -39,6 +39,7 @@ struct queue_state {
   std::size_t slots;    // handlers of this queue that may run at once
   std::size_t prefetch;  // entries it may hold fetched beyond its free slots
   std::size_t running = 0;
+  bool dispatch_posted = false;
   std::array<std::deque<fetched>, priority_count> buffer;  // fetched, not yet started
   // Entries pending for this consumer that this worker holds: buffered, running or settling.
   // The lease renewer keeps them; the recoverer leaves them alone; stop hands back the rest.
