@@ -136,8 +136,9 @@ awaitable<std::vector<transport::stream_batch>> broker::wait_for_tasks(transport
 
 void broker::add_complete(transport::request& req, const queue_keys& q, std::size_t p,
                           std::span<const std::string> entry_ids) {
-  transport::add_xack(req, q.streams[p], consumer_group, entry_ids);
-  transport::add_xdel(req, q.streams[p], entry_ids);
+  auto& script = scripts::complete();
+  req.begin(5 + entry_ids.size()).arg("EVALSHA").arg(script.sha1()).arg(1).arg(q.streams[p]).arg(consumer_group);
+  for (auto& id : entry_ids) req.arg(id);
 }
 
 void broker::add_result(transport::request& req, const queue_keys& q, std::string_view task_id, std::string_view json,
@@ -183,7 +184,7 @@ bool broker::needs_scripts(const transport::response& replies) {
 
 awaitable<void> broker::load_scripts() {
   transport::request req;
-  for (auto* s : {&scripts::enqueue(), &scripts::backlog(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
+  for (auto* s : {&scripts::enqueue(), &scripts::backlog(), &scripts::complete(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
                   &scripts::renew(), &scripts::release(), &scripts::requeue_dead()})
     req.push("SCRIPT", "LOAD", s->source());
   auto replies = co_await connection_->exec(std::move(req));

@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <limits>
 
 namespace sagaflow::tasks {
@@ -69,7 +70,10 @@ awaitable<void> settler::flush_loop() {
     std::vector<broker::retry_item> items;
     for (auto& [q, mine] : now)
       for (std::size_t p = 0; p < priority_count; ++p) {
-        if (!mine.acks[p].empty()) broker::add_complete(req, q->keys, p, mine.acks[p]);
+        if (!mine.acks[p].empty()) {
+          std::sort(mine.acks[p].begin(), mine.acks[p].end(), transport::stream_id_less);
+          broker::add_complete(req, q->keys, p, mine.acks[p]);
+        }
         if (!mine.retries[p].empty()) {
           items.clear();
           for (auto& r : mine.retries[p]) items.push_back({r.entry_id, r.due_ms, r.member});

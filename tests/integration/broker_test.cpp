@@ -60,6 +60,22 @@ class broker_test : public ::testing::Test {
     co_return entries;
   }
 
+  // complete.lua on the normal stream; answers how many it acknowledged.
+  static awaitable<std::int64_t> complete(transport::connection& c, const std::vector<std::string>& entries) {
+    transport::request req;
+    tasks::broker::add_complete(req, keys, 2, entries);
+    auto replies = co_await c.exec(std::move(req));
+    co_return transport::as_integer(replies.at(0), "complete");
+  }
+
+  // The ids of the normal stream's entries, oldest first.
+  static awaitable<std::vector<std::string>> entry_ids(transport::connection& c) {
+    auto all = co_await c.call("XRANGE", keys.streams[2], "-", "+");
+    std::vector<std::string> ids;
+    for (auto& e : all.elements) ids.push_back(e.elements.at(0).text);
+    co_return ids;
+  }
+
   static awaitable<std::int64_t> count(transport::connection& c, std::string_view command, std::string_view key) {
     co_return (co_await c.call(command, key)).integer;
   }
@@ -278,9 +294,48 @@ TEST_F(broker_test, claim_takes_over_entries_idle_past_the_lease_and_counts_a_de
   });
 }
 
+// complete.lua trims what no group needs any more and deletes the rest of what it completes,
+// but never an entry still pending or not yet delivered, for any group.
+TEST_F(broker_test, complete_removes_the_completed_entries_and_nothing_still_needed) {
+  with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
+    co_await b.load_scripts();  // add_complete() appends an EVALSHA, which does not load it
+    for (auto id : {"e-1", "e-2", "e-3", "e-4", "e-5"}) co_await b.enqueue(keys, make_task(id), std::nullopt, {}, 0ms);
+    std::size_t order[] = {0, 1, 2, 3};
+    auto got = co_await b.fetch(keys, order, "a", 4);
+    CO_ASSERT_EQ(got.size(), 1u);
+    CO_ASSERT_EQ(got[0].entries.size(), 4u);
+    std::vector<std::string> entry(4);
+    for (std::size_t i = 0; i < 4; ++i) entry[i] = got[0].entries[i].id;
+    // e-1 still runs: e-2 and e-3, completed behind it, go one by one; e-1 stays.
+    std::vector<std::string> behind{entry[1], entry[2]};
+    EXPECT_EQ(co_await complete(c, behind), 2);
+    auto now = co_await entry_ids(c);
+    CO_ASSERT_EQ(now.size(), 3u);
+    EXPECT_EQ(now[0], entry[0]);
+    EXPECT_EQ(now[1], entry[3]);
+    // Nothing pending: everything delivered goes; e-5, never delivered, stays.
+    std::vector<std::string> rest{entry[0], entry[3]};
+    EXPECT_EQ(co_await complete(c, rest), 2);
+    now = co_await entry_ids(c);
+    CO_ASSERT_EQ(now.size(), 1u);
+    EXPECT_NE(now[0], entry[3]);
+    std::vector<std::string> again{entry[0]};
+    EXPECT_EQ(co_await complete(c, again), 0) << "acknowledged once";
+    // Another group that has read nothing holds the trim back: the completed entry still goes.
+    co_await transport::xgroup_create(c, keys.streams[2], "audit", "0");
+    auto last = co_await b.fetch(keys, order, "a", 4);
+    CO_ASSERT_EQ(last.size(), 1u);
+    std::vector<std::string> five{last[0].entries.at(0).id};
+    EXPECT_EQ(co_await complete(c, five), 1);
+    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0);
+    EXPECT_TRUE((co_await b.pending(keys, 2, 10, 0ms)).empty());
+  });
+}
+
 TEST_F(broker_test, result_reads_what_a_completion_wrote) {
   with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
     EXPECT_FALSE((co_await b.result(keys, "t-1")).has_value());
+    co_await b.load_scripts();
     std::vector<std::string> ids{"t-1"};
     auto entries = co_await deliver(b, ids);
     CO_ASSERT_EQ(entries.size(), 1u);

@@ -1,14 +1,17 @@
 // Unit tests of the command serializer: exact RESP bytes of commands and pipelines, argument
-// counting errors, command names for error messages, append() and clear().
+// counting errors, command names for error messages, append() and clear(); the order of stream ids.
+#include <sagaflow/transport/commands.hpp>
 #include <sagaflow/transport/request.hpp>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -233,3 +236,19 @@ TEST(request, clear_abandons_an_unfinished_command) {
 }
 
 }  // namespace
+
+// Stream ids compare as Redis orders them (numbers, not text), so that complete.lua can bisect.
+TEST(stream_id_less, orders_ids_by_their_numbers_and_puts_what_is_not_an_id_first) {
+  using sagaflow::transport::stream_id_less;
+  EXPECT_TRUE(stream_id_less("9-0", "10-0"));
+  EXPECT_FALSE(stream_id_less("10-0", "9-0"));
+  EXPECT_TRUE(stream_id_less("10-2", "10-10"));
+  EXPECT_FALSE(stream_id_less("10-2", "10-2"));
+  EXPECT_TRUE(stream_id_less("junk", "1-0"));
+  EXPECT_FALSE(stream_id_less("1-0", "junk"));
+  EXPECT_FALSE(stream_id_less("1-x", "1-y"));
+  std::vector<std::string> ids{"1700000000000-3", "999-0", "1700000000000-0", "1700000000001-0"};
+  std::sort(ids.begin(), ids.end(), stream_id_less);
+  std::vector<std::string> sorted{"999-0", "1700000000000-0", "1700000000000-3", "1700000000001-0"};
+  EXPECT_EQ(ids, sorted);
+}

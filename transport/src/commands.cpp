@@ -3,6 +3,9 @@
 
 #include <openssl/evp.h>
 
+#include <charconv>
+#include <optional>
+
 #include <boost/asio/use_awaitable.hpp>
 
 namespace sagaflow::transport {
@@ -111,6 +114,27 @@ const std::string* stream_entry::find(std::string_view name) const noexcept {
   for (auto& [k, v] : fields)
     if (k == name) return &v;
   return nullptr;
+}
+
+namespace {
+// {ms, seq}, or nothing when `id` is not "ms-seq".
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_stream_id(std::string_view id) {
+  auto dash = id.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  std::uint64_t ms = 0, seq = 0;
+  auto [end_ms, ec_ms] = std::from_chars(id.data(), id.data() + dash, ms);
+  auto [end_seq, ec_seq] = std::from_chars(id.data() + dash + 1, id.data() + id.size(), seq);
+  if (ec_ms != std::errc{} || ec_seq != std::errc{} || end_ms != id.data() + dash || end_seq != id.data() + id.size())
+    return std::nullopt;
+  return std::pair{ms, seq};
+}
+}  // namespace
+
+bool stream_id_less(std::string_view a, std::string_view b) noexcept {
+  auto x = parse_stream_id(a);
+  auto y = parse_stream_id(b);
+  if (!x || !y) return !x && y;  // what is not an id sorts first
+  return *x < *y;
 }
 
 // --- streams ----------------------------------------------------------------------------------

@@ -91,7 +91,11 @@ class broker {
                                                                         std::chrono::milliseconds block);
 
   // --- settling -------------------------------------------------------------------------------
-  // XACK + XDEL of completed entries of stream `p`, appended to `req`.
+  // complete.lua, appended to `req`. KEYS: the stream `p`. ARGV: group, entry ids... in
+  // ascending order (transport::stream_id_less; one out of order may be left in the stream,
+  // acknowledged, until a later completion trims past it). Acknowledges
+  // the entries and removes them: one XTRIM MINID for those below what every group still needs,
+  // XDEL for the rest. Answers how many were acknowledged.
   static void add_complete(transport::request& req, const queue_keys& q, std::size_t p,
                            std::span<const std::string> entry_ids);
   // SET result PX ttl, appended to `req`.

@@ -50,6 +50,9 @@ struct stream_entry {
   const std::string* find(std::string_view name) const noexcept;
 };
 
+// Stream ids ("ms-seq") in the order Redis keeps them; text that is not an id sorts first.
+bool stream_id_less(std::string_view a, std::string_view b) noexcept;
+
 struct stream_batch {
   std::string stream;
   std::vector<stream_entry> entries;
