@@ -134,45 +134,42 @@ awaitable<std::vector<transport::stream_batch>> broker::wait_for_tasks(transport
   co_return co_await transport::xreadgroup(blocking, consumer_group, consumer, from, options);
 }
 
-void broker::add_complete(transport::request& req, const queue_keys& q, std::size_t p,
-                          std::span<const std::string> entry_ids) {
-  auto& script = scripts::complete();
-  req.begin(5 + entry_ids.size()).arg("EVALSHA").arg(script.sha1()).arg(1).arg(q.streams[p]).arg(consumer_group);
-  for (auto& id : entry_ids) req.arg(id);
-}
-
 void broker::add_result(transport::request& req, const queue_keys& q, std::string_view task_id, std::string_view json,
                         std::chrono::milliseconds ttl) {
   req.push("SET", q.result(task_id), json, "PX", std::to_string(ttl.count()));
 }
 
-void broker::add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
-  auto& script = scripts::retry();
-  req.begin(6 + 3 * items.size()).arg("EVALSHA").arg(script.sha1()).arg(2).arg(q.streams[p]).arg(q.delayed);
-  req.arg(consumer_group);
-  for (auto& item : items) req.arg(item.entry_id).arg(item.due_ms).arg(item.member);
+void broker::add_settle(transport::request& req, const queue_keys& q, std::size_t p,
+                        std::span<const std::string> completed, std::span<const retry_item> retries) {
+  auto& script = scripts::settle();
+  req.begin(7 + completed.size() + 3 * retries.size()).arg("EVALSHA").arg(script.sha1()).arg(2);
+  req.arg(q.streams[p]).arg(q.delayed).arg(consumer_group).arg(completed.size());
+  for (auto& id : completed) req.arg(id);
+  for (auto& item : retries) req.arg(item.entry_id).arg(item.due_ms).arg(item.member);
 }
 
-std::vector<bool> broker::retry_reply(const transport::resp::value& reply) {
-  if (reply.is_error()) throw transport::server_error("EVALSHA retry", reply.text);
-  std::vector<bool> moved;
-  moved.reserve(reply.elements.size());
-  for (auto& e : reply.elements) moved.push_back(transport::as_integer(e, "retry script") == 1);
-  return moved;
+broker::settled broker::settle_reply(const transport::resp::value& reply, std::size_t retries) {
+  if (reply.is_error()) throw transport::server_error("EVALSHA settle", reply.text);
+  if (reply.elements.size() != 1 + retries)
+    throw boost::system::system_error(transport::error::unexpected_reply, "settle script");
+  settled out;
+  out.acknowledged = transport::as_integer(reply.elements[0], "settle script");
+  out.moved.reserve(retries);
+  for (std::size_t i = 1; i < reply.elements.size(); ++i)
+    out.moved.push_back(transport::as_integer(reply.elements[i], "settle script") == 1);
+  return out;
 }
 
 awaitable<std::vector<bool>> broker::retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items) {
   for (int round = 0;; ++round) {
     transport::request req;
-    add_retry(req, q, p, items);
+    add_settle(req, q, p, {}, items);
     auto replies = co_await connection_->exec(std::move(req));
     if (round == 0 && needs_scripts(replies)) {
       co_await load_scripts();
       continue;
     }
-    auto moved = retry_reply(replies.at(0));
-    if (moved.size() != items.size()) throw boost::system::system_error(transport::error::unexpected_reply, "retry script");
-    co_return moved;
+    co_return settle_reply(replies.at(0), items.size()).moved;
   }
 }
 
@@ -184,7 +181,7 @@ bool broker::needs_scripts(const transport::response& replies) {
 
 awaitable<void> broker::load_scripts() {
   transport::request req;
-  for (auto* s : {&scripts::enqueue(), &scripts::backlog(), &scripts::complete(), &scripts::retry(), &scripts::dead(), &scripts::promote(),
+  for (auto* s : {&scripts::enqueue(), &scripts::backlog(), &scripts::settle(), &scripts::dead(), &scripts::promote(),
                   &scripts::renew(), &scripts::release(), &scripts::requeue_dead()})
     req.push("SCRIPT", "LOAD", s->source());
   auto replies = co_await connection_->exec(std::move(req));

@@ -6,8 +6,7 @@
 namespace sagaflow::tasks::scripts {
 const transport::script& enqueue();
 const transport::script& backlog();
-const transport::script& complete();
-const transport::script& retry();
+const transport::script& settle();
 const transport::script& dead();
 const transport::script& promote();
 const transport::script& requeue_dead();

@@ -20,6 +20,29 @@ bool is_closed(const std::exception& e) {
   return se && se->code() == transport::error::closed;
 }
 
+namespace {
+// Sorts `items` by their stream ids, ascending, parsing each id once (settle.lua bisects them).
+template <typename T, typename IdOf>
+void sort_by_stream_id(std::vector<T>& items, IdOf id_of) {
+  if (items.size() < 2) return;
+  using key = std::pair<std::uint64_t, std::uint64_t>;
+  std::vector<std::pair<key, std::size_t>> order;
+  order.reserve(items.size());
+  bool sorted = true;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto id = transport::parse_stream_id(id_of(items[i])).value_or(key{});
+    if (i > 0 && id < order.back().first) sorted = false;
+    order.emplace_back(id, i);
+  }
+  if (sorted) return;
+  std::sort(order.begin(), order.end());
+  std::vector<T> out;
+  out.reserve(items.size());
+  for (auto& [id, i] : order) out.push_back(std::move(items[i]));
+  items.swap(out);
+}
+}  // namespace
+
 void settler::complete(queue_state& q, const fetched& item, const envelope& task,
                        const std::optional<boost::json::value>& result) {
   auto& mine = queued_[&q];
@@ -48,11 +71,11 @@ awaitable<void> settler::flush() {
   while (flushing_) co_await flushed_.wait();
 }
 
-// One round trip per round: the results, then per stream XACK+XDEL of the completed entries and
-// one retry script call for the failed ones. A failed round is tried again with backoff (every
-// step is idempotent: XACK and XDEL are, and the retry script changes nothing for an entry no
-// longer pending); after a lease's worth of failures its entries are let go to recovery, which
-// runs them again (at least once).
+// One round trip per round: the results, then one settle.lua call per stream for its completed
+// and failed entries. A failed round is tried again with backoff (it is idempotent: the script
+// acknowledges first and moves nothing no longer pending, and removing an entry twice changes
+// nothing); after a lease's worth of failures its entries are let go to recovery, which runs
+// them again (at least once).
 awaitable<void> settler::flush_loop() {
   milliseconds delay{0};
   std::uint32_t failures = 0;
@@ -63,24 +86,23 @@ awaitable<void> settler::flush_loop() {
     now.swap(queued_);
     if (now.empty()) break;
     transport::request req;
-    std::vector<std::size_t> retry_replies;  // index of each retry call's reply, in round order
+    std::vector<std::size_t> settle_replies;  // index of each settle call's reply, in round order
     std::size_t entries = 0;
     for (auto& [q, mine] : now)
       for (auto& [id, json] : mine.results) broker::add_result(req, q->keys, id, json, state_.options.result_ttl);
     std::vector<broker::retry_item> items;
     for (auto& [q, mine] : now)
       for (std::size_t p = 0; p < priority_count; ++p) {
-        if (!mine.acks[p].empty()) {
-          std::sort(mine.acks[p].begin(), mine.acks[p].end(), transport::stream_id_less);
-          broker::add_complete(req, q->keys, p, mine.acks[p]);
-        }
-        if (!mine.retries[p].empty()) {
-          items.clear();
-          for (auto& r : mine.retries[p]) items.push_back({r.entry_id, r.due_ms, r.member});
-          retry_replies.push_back(req.size());
-          broker::add_retry(req, q->keys, p, items);
-        }
-        entries += mine.acks[p].size() + mine.retries[p].size();
+        auto& acks = mine.acks[p];
+        auto& retries = mine.retries[p];
+        if (acks.empty() && retries.empty()) continue;
+        sort_by_stream_id(acks, [](const std::string& id) -> const std::string& { return id; });
+        sort_by_stream_id(retries, [](const scheduled& r) -> const std::string& { return r.entry_id; });
+        items.clear();
+        for (auto& r : retries) items.push_back({r.entry_id, r.due_ms, r.member});
+        settle_replies.push_back(req.size());
+        broker::add_settle(req, q->keys, p, acks, items);
+        entries += acks.size() + retries.size();
       }
     std::string failure;
     bool closed = false;
@@ -94,7 +116,7 @@ awaitable<void> settler::flush_loop() {
       }
       for (auto& r : replies)
         if (r.is_error() && failure.empty()) failure = r.text;
-      if (failure.empty()) settled(now, replies, retry_replies);
+      if (failure.empty()) count_moved(now, replies, settle_replies);
     } catch (const std::exception& e) {
       closed = is_closed(e);
       failure = log::error_text(e);
@@ -133,17 +155,18 @@ awaitable<void> settler::flush_loop() {
   flushed_.notify_all();
 }
 
-// A round Redis has taken: count what each retry call moved and wake the promoters.
-void settler::settled(round& r, const transport::response& replies, const std::vector<std::size_t>& retry_replies) {
+// A round Redis has taken: count what each settle call moved and wake the promoters.
+void settler::count_moved(round& r, const transport::response& replies, const std::vector<std::size_t>& settle_replies) {
   std::size_t next = 0;
   for (auto& [q, mine] : r)
     for (std::size_t p = 0; p < priority_count; ++p) {
-      if (mine.retries[p].empty()) continue;
-      auto moved = broker::retry_reply(replies.at(retry_replies.at(next++)));
+      auto& retries = mine.retries[p];
+      if (mine.acks[p].empty() && retries.empty()) continue;
+      auto answer = broker::settle_reply(replies.at(settle_replies.at(next++)), retries.size());
       auto earliest = std::numeric_limits<std::int64_t>::max();
-      for (std::size_t i = 0; i < mine.retries[p].size() && i < moved.size(); ++i) {
-        if (!moved[i]) continue;
-        auto& done = mine.retries[p][i];
+      for (std::size_t i = 0; i < retries.size(); ++i) {
+        if (!answer.moved[i]) continue;
+        auto& done = retries[i];
         ++(done.hand_back ? state_.stats.handed_back : state_.stats.retried);
         earliest = std::min(earliest, done.due_ms);
       }

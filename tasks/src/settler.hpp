@@ -1,10 +1,10 @@
-// The settler ends a task's stay in its stream, by one of three atomic steps: completed (XACK +
-// XDEL), moved to the delayed set (a retry, or a task no handler here knows; one script call per
-// stream), both coalesced into one pipeline per round trip with results written first; or
-// buried in the dead letters (one script call each: rare). A failed
-// settlement is retried with backoff across reconnects, because each step changes nothing once
-// the entry is no longer pending; after a lease's worth of failures the entry is let go, so that
-// recovery takes it over: a task is never orphaned by its owner.
+// The settler ends a task's stay in its stream: completed (acknowledged and removed) or moved
+// to the delayed set (a retry, or a task no handler here knows), both by one settle.lua call per
+// stream per round trip, results written first in the same pipeline; or buried in the dead
+// letters (one script call each: rare). A failed settlement is retried with backoff across
+// reconnects, because each step changes nothing once the entry is no longer pending; after a
+// lease's worth of failures the entry is let go, so that recovery takes it over: a task is never
+// orphaned by its owner.
 #pragma once
 
 #include "worker_state.hpp"
@@ -47,7 +47,7 @@ class settler {
 
   void start_flush();
   awaitable<void> flush_loop();
-  void settled(round& r, const transport::response& replies, const std::vector<std::size_t>& retry_replies);
+  void count_moved(round& r, const transport::response& replies, const std::vector<std::size_t>& settle_replies);
   void put_back(round& r);
   template <typename Step>
   awaitable<std::optional<bool>> settle(queue_state& q, const fetched& item, Step step, const std::string& what);

@@ -60,12 +60,12 @@ class broker_test : public ::testing::Test {
     co_return entries;
   }
 
-  // complete.lua on the normal stream; answers how many it acknowledged.
+  // settle.lua completing `entries` of the normal stream; answers how many it acknowledged.
   static awaitable<std::int64_t> complete(transport::connection& c, const std::vector<std::string>& entries) {
     transport::request req;
-    tasks::broker::add_complete(req, keys, 2, entries);
+    tasks::broker::add_settle(req, keys, 2, entries, {});
     auto replies = co_await c.exec(std::move(req));
-    co_return transport::as_integer(replies.at(0), "complete");
+    co_return tasks::broker::settle_reply(replies.at(0), 0).acknowledged;
   }
 
   // The ids of the normal stream's entries, oldest first.
@@ -167,7 +167,8 @@ TEST_F(broker_test, retry_moves_every_pending_entry_of_a_call_and_skips_the_sett
     auto moved = co_await b.retry(keys, 2, items);
     EXPECT_EQ(moved, (std::vector<bool>{true, true, false}));
     EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), 2);
-    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 1) << "moved entries are deleted, the settled one is left alone";
+    // The settled one is not moved; acknowledged, no group needs it, so the trim takes it too.
+    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0) << "moved entries are removed";
     EXPECT_EQ((co_await b.pending(keys, 2, 10, 0ms)).size(), 0u);
     // Again (a reply lost, the call repeated): nothing changes.
     auto again = co_await b.retry(keys, 2, items);
@@ -294,11 +295,11 @@ TEST_F(broker_test, claim_takes_over_entries_idle_past_the_lease_and_counts_a_de
   });
 }
 
-// complete.lua trims what no group needs any more and deletes the rest of what it completes,
+// settle.lua trims what no group needs any more and deletes the rest of what it completes,
 // but never an entry still pending or not yet delivered, for any group.
 TEST_F(broker_test, complete_removes_the_completed_entries_and_nothing_still_needed) {
   with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
-    co_await b.load_scripts();  // add_complete() appends an EVALSHA, which does not load it
+    co_await b.load_scripts();  // add_settle() appends an EVALSHA, which does not load it
     for (auto id : {"e-1", "e-2", "e-3", "e-4", "e-5"}) co_await b.enqueue(keys, make_task(id), std::nullopt, {}, 0ms);
     std::size_t order[] = {0, 1, 2, 3};
     auto got = co_await b.fetch(keys, order, "a", 4);
@@ -341,7 +342,7 @@ TEST_F(broker_test, result_reads_what_a_completion_wrote) {
     CO_ASSERT_EQ(entries.size(), 1u);
     transport::request req;
     tasks::broker::add_result(req, keys, "t-1", "{\"ok\":true}", 60s);
-    tasks::broker::add_complete(req, keys, 2, entries);
+    tasks::broker::add_settle(req, keys, 2, entries, {});
     auto replies = co_await c.exec(std::move(req));
     for (auto& r : replies) EXPECT_FALSE(r.is_error()) << r.text;
     auto stored = co_await b.result(keys, "t-1");

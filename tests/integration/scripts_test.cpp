@@ -83,9 +83,9 @@ awaitable<std::int64_t> retry(transport::connection& c, const std::string& id, c
   next.last_error = std::string(note);
   std::string member = next.to_delayed_member();
   std::string_view script_keys[] = {stream, keys.delayed};
-  std::string_view args[] = {tasks::consumer_group, id, "1000", member};
-  auto reply = co_await transport::evalsha(c, scripts::retry(), script_keys, args);
-  co_return reply.elements.at(0).integer;  // one answer per task in the call
+  std::string_view args[] = {tasks::consumer_group, "0", id, "1000", member};  // no completions, one retry
+  auto reply = co_await transport::evalsha(c, scripts::settle(), script_keys, args);
+  co_return reply.elements.at(1).integer;  // after the count of completions: one answer per retry
 }
 
 awaitable<std::int64_t> bury(transport::connection& c, const std::string& id, const tasks::envelope& task,

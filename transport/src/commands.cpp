@@ -116,9 +116,7 @@ const std::string* stream_entry::find(std::string_view name) const noexcept {
   return nullptr;
 }
 
-namespace {
-// {ms, seq}, or nothing when `id` is not "ms-seq".
-std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_stream_id(std::string_view id) {
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_stream_id(std::string_view id) noexcept {
   auto dash = id.find('-');
   if (dash == std::string_view::npos) return std::nullopt;
   std::uint64_t ms = 0, seq = 0;
@@ -128,7 +126,6 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_stream_id(std::stri
     return std::nullopt;
   return std::pair{ms, seq};
 }
-}  // namespace
 
 bool stream_id_less(std::string_view a, std::string_view b) noexcept {
   auto x = parse_stream_id(a);

@@ -91,28 +91,32 @@ class broker {
                                                                         std::chrono::milliseconds block);
 
   // --- settling -------------------------------------------------------------------------------
-  // complete.lua, appended to `req`. KEYS: the stream `p`. ARGV: group, entry ids... in
-  // ascending order (transport::stream_id_less; one out of order may be left in the stream,
-  // acknowledged, until a later completion trims past it). Acknowledges
-  // the entries and removes them: one XTRIM MINID for those below what every group still needs,
-  // XDEL for the rest. Answers how many were acknowledged.
-  static void add_complete(transport::request& req, const queue_keys& q, std::size_t p,
-                           std::span<const std::string> entry_ids);
-  // SET result PX ttl, appended to `req`.
-  static void add_result(transport::request& req, const queue_keys& q, std::string_view task_id,
-                         std::string_view json, std::chrono::milliseconds ttl);
-  // retry.lua. KEYS: the stream, the delayed zset. ARGV: group, then per task: entry id, due
-  // ms, member. Moves pending entries to the delayed set, each as its member (the next attempt's
-  // envelope). Per entry: false when it was no longer pending for the group (another worker
-  // settled it) and nothing changed for it.
+  // settle.lua, appended to `req`: one call settles a round for stream `p`. KEYS: the stream,
+  // the delayed zset. ARGV: group, the number of completed entries, their ids, then per retry:
+  // entry id, due ms, member. Completed entries are acknowledged and removed; each retried
+  // entry still pending for the group is acknowledged and moved to the delayed set as its member
+  // (the next attempt's envelope). Removal is one XTRIM MINID below what every group still needs
+  // and XDEL for the rest. Both lists in ascending id order (transport::stream_id_less): one out
+  // of order may stay in the stream, acknowledged, until a later call trims past it.
   struct retry_item {
     std::string_view entry_id;
     std::int64_t due_ms = 0;
     std::string_view member;
   };
+  static void add_settle(transport::request& req, const queue_keys& q, std::size_t p,
+                         std::span<const std::string> completed, std::span<const retry_item> retries);
+  // What a settle call answered: completions acknowledged, and per retry whether it moved (false:
+  // no longer pending for the group, another worker settled it; nothing changed for it).
+  struct settled {
+    std::int64_t acknowledged = 0;
+    std::vector<bool> moved;
+  };
+  static settled settle_reply(const transport::resp::value& reply, std::size_t retries);
+  // settle.lua with retries only, on its own round trip (loading the scripts on NOSCRIPT).
   awaitable<std::vector<bool>> retry(const queue_keys& q, std::size_t p, std::span<const retry_item> items);
-  static void add_retry(transport::request& req, const queue_keys& q, std::size_t p, std::span<const retry_item> items);
-  static std::vector<bool> retry_reply(const transport::resp::value& reply);
+  // SET result PX ttl, appended to `req`.
+  static void add_result(transport::request& req, const queue_keys& q, std::string_view task_id,
+                         std::string_view json, std::chrono::milliseconds ttl);
   // A script in `req` met NOSCRIPT (a restarted server): load them all, then send it again.
   static bool needs_scripts(const transport::response& replies);
   awaitable<void> load_scripts();

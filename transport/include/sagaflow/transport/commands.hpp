@@ -6,8 +6,9 @@
 #include <sagaflow/transport/connection.hpp>
 
 #include <chrono>
-#include <type_traits>
+#include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -50,7 +51,9 @@ struct stream_entry {
   const std::string* find(std::string_view name) const noexcept;
 };
 
-// Stream ids ("ms-seq") in the order Redis keeps them; text that is not an id sorts first.
+// A stream id ("ms-seq") as its two numbers; nothing when `id` is not one.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> parse_stream_id(std::string_view id) noexcept;
+// Stream ids in the order Redis keeps them; text that is not an id sorts first.
 bool stream_id_less(std::string_view a, std::string_view b) noexcept;
 
 struct stream_batch {
