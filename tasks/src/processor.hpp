@@ -11,6 +11,7 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <optional>
 #include <set>
 
 namespace sagaflow::tasks {
@@ -24,8 +25,8 @@ class processor {
   // before this one runs: Redis and the handlers overlap instead of taking turns.
   void accept(queue_state& q, std::vector<transport::stream_batch>&& batches);
 
-  // No task starts from now on.
-  void stop_starting() { stopping_ = true; }
+  // No task starts from now on; idle slots end their coroutine.
+  void stop_starting();
   // Hands back to their streams, at once, the tasks fetched but never started, and anything else
   // pending for this consumer that is not running here (a blocking read answered as its
   // connection closed, a reply lost with a connection).
@@ -36,9 +37,13 @@ class processor {
 
  private:
   struct slot {
-    explicit slot(const boost::asio::any_io_executor& ex) : timer(ex) {}
+    explicit slot(const boost::asio::any_io_executor& ex) : timer(ex), wake(ex) {}
     boost::asio::cancellation_signal signal;  // cancels the handler at its deadline
     boost::asio::steady_timer timer;
+    notifier wake;                 // dispatch() gave the idle slot a task, or the worker stops
+    queue_state* q = nullptr;      // of the task in `next` or running
+    std::optional<fetched> next;   // given by dispatch(), not started yet
+    bool looping = false;          // its coroutine runs
     steady_clock::time_point deadline;                                 // of the task in this slot
     steady_clock::time_point armed_for = steady_clock::time_point::max();  // the timer's expiry, if waiting
     bool busy = false;
@@ -47,6 +52,8 @@ class processor {
 
   void schedule_dispatch(queue_state& q);
   void dispatch(queue_state& q);
+  std::optional<fetched> next_task(queue_state& q);
+  awaitable<void> run_slot(slot& s);
   awaitable<void> execute(queue_state& q, fetched item, slot& s);
   awaitable<void> no_handler(queue_state& q, const fetched& item, envelope task);
   void arm(slot& s);
