@@ -15,6 +15,7 @@ awaitable<void> fetcher::connect() {
 
 void fetcher::stop() {
   stopped_ = true;
+  hold_.cancel();
   if (blocking_) blocking_->close();
   q_.slot_freed.notify_all();
   pause_.wake();
@@ -45,6 +46,27 @@ awaitable<void> fetcher::run() {
   auto& consumer = state_.options.consumer;
   while (!stopped_) {
     std::size_t free = q_.fetch_room();
+    // A busy queue reads when half its room is free, or a moment after the first slot freed:
+    // slots tend to free together (a batch of short tasks ends), and one read for all of them
+    // costs Redis and the worker far less than a read per slot. An idle queue reads at once.
+    if (free > 0 && free < std::max<std::size_t>(1, (q_.slots + q_.prefetch) / 2) && q_.running + q_.buffered() > 0) {
+      auto now = steady_clock::now();
+      if (!holding_) {
+        holding_ = true;
+        hold_.expires_at(now + max_hold);
+        hold_.async_wait([keep = state_.owner.lock(), this](boost::system::error_code ec) {
+          if (!ec) q_.slot_freed.notify_all();
+        });
+      }
+      if (now < hold_.expiry()) {
+        co_await q_.slot_freed.wait();
+        continue;
+      }
+    }
+    if (holding_) {
+      holding_ = false;
+      hold_.cancel();
+    }
     if (free == 0) {
       co_await q_.slot_freed.wait();
       continue;

@@ -12,7 +12,7 @@ namespace sagaflow::tasks {
 class fetcher {
  public:
   fetcher(worker_state& state, queue_state& q, processor& proc)
-      : state_(state), q_(q), processor_(proc), pause_(state.strand) {}
+      : state_(state), q_(q), processor_(proc), pause_(state.strand), hold_(state.strand) {}
 
   awaitable<void> connect();
   // Ends when stop() is called.
@@ -30,6 +30,10 @@ class fetcher {
   std::unique_ptr<broker> reader_;  // on blocking_: fetches never wait behind settlements
   broker::fetch_plan plan_;
   wakeup pause_;  // after a failed fetch
+  // How long a busy queue may wait for more of its slots to free before it reads for fewer.
+  static constexpr std::chrono::microseconds max_hold{500};
+  boost::asio::steady_timer hold_;
+  bool holding_ = false;
   bool stopped_ = false;
 };
 
