@@ -76,17 +76,24 @@ awaitable<broker::fetch_plan> broker::backlog(const queue_keys& q) {
 awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                               std::string_view consumer, std::size_t count,
                                                               fetch_plan& plan) {
-  if (!plan.known) plan = co_await backlog(q);
+  // A plan asked for just now is as fresh as a read's own view: its empty streams are skipped.
+  bool fresh = !plan.known;
+  if (fresh) plan = co_await backlog(q);
   transport::request req;
+  std::array<std::size_t, priority_count> read_from{};  // the stream of each read, in order
+  std::size_t reads = 0;
   std::size_t uncovered = count;  // what the planned lags of the streams read so far leave
   for (auto p : order) {
+    auto lag = plan.lags.at(p);
+    if (fresh && lag == 0) continue;
     transport::stream_offset from[] = {{q.streams.at(p), ">"}};
     transport::add_xreadgroup(req, consumer_group, consumer, from, {.count = uncovered});
-    auto lag = plan.lags.at(p);
+    read_from.at(reads++) = p;
     if (lag < 0 || static_cast<std::size_t>(lag) >= uncovered) break;
     uncovered -= static_cast<std::size_t>(lag);
   }
-  auto reads = req.size();
+  std::vector<transport::stream_batch> out;
+  if (reads == 0) co_return out;  // a fresh plan saw nothing new: no round trip
   add_backlog(req, q);
   auto replies = co_await connection_->exec(std::move(req));
   // The plan first: a read that fails still leaves a usable one (or none, asked for next time).
@@ -95,7 +102,6 @@ awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& 
   } catch (const std::exception&) {
     plan.known = false;  // e.g. NOSCRIPT after a restart: evalsha() in backlog() loads it
   }
-  std::vector<transport::stream_batch> out;
   std::size_t kept = 0;
   std::array<std::vector<std::string>, priority_count> excess;
   for (std::size_t i = 0; i < reads; ++i) {
@@ -103,7 +109,7 @@ awaitable<std::vector<transport::stream_batch>> broker::fetch(const queue_keys& 
     if (reply.is_error()) throw transport::server_error("XREADGROUP", reply.text);
     for (auto& batch : transport::decode_stream_batches(std::move(reply))) {
       if (batch.entries.empty()) continue;
-      auto p = order[i];
+      auto p = read_from[i];
       auto room = count - kept;
       if (batch.entries.size() > room) {
         for (std::size_t k = room; k < batch.entries.size(); ++k) excess[p].push_back(std::move(batch.entries[k].id));

@@ -167,8 +167,9 @@ TEST_F(broker_test, retry_moves_every_pending_entry_of_a_call_and_skips_the_sett
     auto moved = co_await b.retry(keys, 2, items);
     EXPECT_EQ(moved, (std::vector<bool>{true, true, false}));
     EXPECT_EQ(co_await count(c, "ZCARD", keys.delayed), 2);
-    // The settled one is not moved; acknowledged, no group needs it, so the trim takes it too.
-    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0) << "moved entries are removed";
+    auto left = co_await entry_ids(c);
+    EXPECT_EQ(std::count(left.begin(), left.end(), entries[0]) + std::count(left.begin(), left.end(), entries[1]), 0)
+        << "moved entries are removed";
     EXPECT_EQ((co_await b.pending(keys, 2, 10, 0ms)).size(), 0u);
     // Again (a reply lost, the call repeated): nothing changes.
     auto again = co_await b.retry(keys, 2, items);
@@ -295,41 +296,68 @@ TEST_F(broker_test, claim_takes_over_entries_idle_past_the_lease_and_counts_a_de
   });
 }
 
-// settle.lua trims what no group needs any more and deletes the rest of what it completes,
-// but never an entry still pending or not yet delivered, for any group.
+// settle.lua trims what no group needs any more and deletes the rest of what it completes
+// (16 entries or more: fewer are deleted one by one), but never an entry still pending or not
+// yet delivered, for any group.
 TEST_F(broker_test, complete_removes_the_completed_entries_and_nothing_still_needed) {
   with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
     co_await b.load_scripts();  // add_settle() appends an EVALSHA, which does not load it
-    for (auto id : {"e-1", "e-2", "e-3", "e-4", "e-5"}) co_await b.enqueue(keys, make_task(id), std::nullopt, {}, 0ms);
     std::size_t order[] = {0, 1, 2, 3};
-    auto got = co_await b.fetch(keys, order, "a", 4);
-    CO_ASSERT_EQ(got.size(), 1u);
-    CO_ASSERT_EQ(got[0].entries.size(), 4u);
-    std::vector<std::string> entry(4);
-    for (std::size_t i = 0; i < 4; ++i) entry[i] = got[0].entries[i].id;
-    // e-1 still runs: e-2 and e-3, completed behind it, go one by one; e-1 stays.
-    std::vector<std::string> behind{entry[1], entry[2]};
-    EXPECT_EQ(co_await complete(c, behind), 2);
-    auto now = co_await entry_ids(c);
-    CO_ASSERT_EQ(now.size(), 3u);
-    EXPECT_EQ(now[0], entry[0]);
-    EXPECT_EQ(now[1], entry[3]);
-    // Nothing pending: everything delivered goes; e-5, never delivered, stays.
-    std::vector<std::string> rest{entry[0], entry[3]};
-    EXPECT_EQ(co_await complete(c, rest), 2);
-    now = co_await entry_ids(c);
-    CO_ASSERT_EQ(now.size(), 1u);
-    EXPECT_NE(now[0], entry[3]);
-    std::vector<std::string> again{entry[0]};
-    EXPECT_EQ(co_await complete(c, again), 0) << "acknowledged once";
-    // Another group that has read nothing holds the trim back: the completed entry still goes.
+    auto deliver_n = [&](std::string prefix, std::size_t n) -> awaitable<std::vector<std::string>> {
+      for (std::size_t i = 0; i < n; ++i)
+        co_await b.enqueue(keys, make_task(prefix + std::to_string(i)), std::nullopt, {}, 0ms);
+      auto got = co_await b.fetch(keys, order, "a", n);
+      std::vector<std::string> ids;
+      for (auto& batch : got)
+        for (auto& e : batch.entries) ids.push_back(e.id);
+      co_return ids;
+    };
+    auto e = co_await deliver_n("e-", 20);
+    CO_ASSERT_EQ(e.size(), 20u);
+    // e[0] still runs (older), as do e[18] and e[19]: e[1..17], completed behind e[0], go one by one.
+    std::vector<std::string> behind(e.begin() + 1, e.begin() + 18);
+    EXPECT_EQ(co_await complete(c, behind), 17);
+    std::vector<std::string> expected{e[0], e[18], e[19]};
+    EXPECT_EQ(co_await entry_ids(c), expected);
+    // Nothing older pending: what the call completes goes with the trim, and the entries still
+    // pending (g[16..19]) or never delivered (u) stay.
+    auto g = co_await deliver_n("g-", 20);
+    CO_ASSERT_EQ(g.size(), 20u);
+    co_await b.enqueue(keys, make_task("u"), std::nullopt, {}, 0ms);
+    std::vector<std::string> done{e[0], e[18], e[19]};
+    done.insert(done.end(), g.begin(), g.begin() + 16);
+    EXPECT_EQ(co_await complete(c, done), 19);
+    auto left = co_await entry_ids(c);
+    CO_ASSERT_EQ(left.size(), 5u);
+    std::vector<std::string> running(g.begin() + 16, g.end());
+    EXPECT_EQ(std::vector<std::string>(left.begin(), left.begin() + 4), running);
+    EXPECT_EQ(co_await complete(c, done), 0) << "acknowledged once";
+    // Another group that has read nothing holds the trim back: the completed entries still go.
     co_await transport::xgroup_create(c, keys.streams[2], "audit", "0");
-    auto last = co_await b.fetch(keys, order, "a", 4);
-    CO_ASSERT_EQ(last.size(), 1u);
-    std::vector<std::string> five{last[0].entries.at(0).id};
-    EXPECT_EQ(co_await complete(c, five), 1);
-    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 0);
-    EXPECT_TRUE((co_await b.pending(keys, 2, 10, 0ms)).empty());
+    auto u_and_h = co_await deliver_n("h-", 15);
+    CO_ASSERT_EQ(u_and_h.size(), 15u);
+    running.insert(running.end(), u_and_h.begin(), u_and_h.end());
+    EXPECT_EQ(co_await complete(c, running), 19);
+    EXPECT_EQ(co_await count(c, "XLEN", keys.streams[2]), 1) << "h-14, never delivered, stays";
+    EXPECT_TRUE((co_await b.pending(keys, 2, 100, 0ms)).empty());
+  });
+}
+
+// The trim bound is exact to the sequence number: ids within one millisecond, all delivered ones
+// completed, the next undelivered one stays.
+TEST_F(broker_test, complete_trims_up_to_the_last_delivered_entry_and_not_one_further) {
+  with_broker([&](tasks::broker& b, transport::connection& c) -> awaitable<void> {
+    co_await b.load_scripts();
+    for (int i = 1; i <= 20; ++i) co_await c.call("XADD", keys.streams[2], "5-" + std::to_string(i), "task", "x");
+    transport::stream_offset from[] = {{keys.streams[2], ">"}};
+    auto got = co_await transport::xreadgroup(c, tasks::consumer_group, "a", from, {.count = 18});
+    CO_ASSERT_EQ(got.size(), 1u);
+    std::vector<std::string> ids;
+    for (auto& e : got[0].entries) ids.push_back(e.id);
+    CO_ASSERT_EQ(ids.size(), 18u);
+    EXPECT_EQ(co_await complete(c, ids), 18);
+    std::vector<std::string> expected{"5-19", "5-20"};
+    EXPECT_EQ(co_await entry_ids(c), expected);
   });
 }
 

@@ -79,7 +79,8 @@ class broker {
   awaitable<std::vector<transport::stream_batch>> fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                         std::string_view consumer, std::size_t count,
                                                         fetch_plan& plan);
-  // The same with a plan asked for first: two round trips.
+  // The same with a plan asked for first: two round trips. (A plan not known is asked for first
+  // by the form above too; being fresh, the streams it saw empty are then not read at all.)
   awaitable<std::vector<transport::stream_batch>> fetch(const queue_keys& q, std::span<const std::size_t> order,
                                                         std::string_view consumer, std::size_t count);
   // backlog.lua. KEYS: the four priority streams; ARGV: group. Answers each stream's lag.
