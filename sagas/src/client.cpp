@@ -1,0 +1,109 @@
+// Starting sagas, waiting for their outcome on the journal, reading their state.
+#include "journal.hpp"
+#include "scripts.hpp"
+
+#include <sagaflow/engine/id.hpp>
+
+#include <boost/json/serialize.hpp>
+
+namespace sagaflow::sagas {
+
+namespace {
+outcome outcome_of(const std::vector<std::pair<std::string, std::string>>& snapshot) {
+  outcome o;
+  for (auto& [k, v] : snapshot) {
+    if (k == "status") o.state = status_from_string(v).value_or(status::running);
+    else if (k == "failed_step") o.failed_step = v;
+    else if (k == "error") o.error = v;
+    else if (k == "result" && !v.empty()) {
+      boost::system::error_code ec;
+      auto parsed = boost::json::parse(v, ec);
+      if (!ec) o.result = std::move(parsed);
+    }
+  }
+  return o;
+}
+}  // namespace
+
+client::client(std::shared_ptr<transport::connection> commands, transport::config redis, std::string prefix)
+    : commands_(std::move(commands)), redis_(std::move(redis)), prefix_(std::move(prefix)) {}
+
+awaitable<std::string> client::start(std::string_view name, const json& input, const start_options& options) {
+  if (name.empty()) throw std::invalid_argument("sagas::client::start: a saga name is required");
+  std::string id = options.saga_id.empty() ? make_id() : std::string(options.saga_id);
+  std::string correlation = options.correlation_id.empty() ? make_id() : std::string(options.correlation_id);
+  saga_keys keys(prefix_, id);
+  std::string input_json = boost::json::serialize(input), now = std::to_string(unix_now_ms());
+  std::string_view script_keys[] = {keys.snapshot, keys.log};
+  std::string_view args[] = {name, "0", correlation, input_json, now};  // version 0: bound by the first orchestrator
+  auto created = co_await transport::evalsha(*commands_, scripts::start(), script_keys, args);
+  if (created.integer != 1) {
+    // Started before: run it again only if no orchestrator ever took it (a start that failed
+    // between its two writes); otherwise it is running or done.
+    auto snapshot = co_await transport::hgetall(*commands_, keys.snapshot);
+    bool taken = false;
+    for (auto& [k, v] : snapshot)
+      if (k == "owner" && !v.empty()) taken = true;
+    if (taken) co_return id;
+  }
+  transport::field_view entry[] = {{run_field, id}};
+  co_await transport::xadd(*commands_, run_stream(prefix_), entry);
+  co_return id;
+}
+
+awaitable<std::optional<saga_status>> client::status(std::string_view saga_id) {
+  saga_keys keys(prefix_, saga_id);
+  auto snapshot = co_await transport::hgetall(*commands_, keys.snapshot);
+  if (snapshot.empty()) co_return std::nullopt;
+  saga_status s;
+  s.id = std::string(saga_id);
+  for (auto& [k, v] : snapshot) {
+    if (k == "name") s.name = v;
+    else if (k == "correlation_id") s.correlation_id = v;
+    else if (k == "version") s.version = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+  }
+  s.current = outcome_of(snapshot);
+  auto reply = co_await commands_->call("XRANGE", keys.log, "-", "+");
+  for (auto& raw : reply.elements) {
+    if (raw.elements.size() != 2) continue;
+    transport::stream_entry e;
+    e.id = raw.elements[0].text;
+    auto& f = raw.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(f[i].text, f[i + 1].text);
+    s.history.push_back(decode_entry(e));
+  }
+  co_return s;
+}
+
+awaitable<std::optional<outcome>> client::wait(std::string_view saga_id, std::chrono::milliseconds timeout) {
+  auto deadline = steady_clock::now() + timeout;
+  saga_keys keys(prefix_, saga_id);
+  auto blocking = transport::connection::create(co_await boost::asio::this_coro::executor, redis_);
+  co_await blocking->connect();
+  std::optional<outcome> out;
+  std::string last = "0";
+  for (;;) {
+    // Each read returns what was appended after `last`, so a finish between two reads is seen.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now());
+    if (left.count() <= 0) break;
+    transport::request req;
+    req.push("XREAD", "COUNT", "1000", "BLOCK", std::to_string(left.count()), "STREAMS", keys.log, last);
+    req.block_time = left;
+    auto replies = co_await blocking->exec(std::move(req));
+    if (replies.empty() || replies[0].is_error()) break;
+    bool finished = false;
+    for (auto& batch : transport::decode_stream_batches(std::move(replies[0])))
+      for (auto& e : batch.entries) {
+        last = e.id;
+        if (auto* ev = e.find("e"); ev && *ev == "finished") finished = true;
+      }
+    if (finished) {
+      out = outcome_of(co_await transport::hgetall(*commands_, keys.snapshot));
+      break;
+    }
+  }
+  blocking->close();
+  co_return out;
+}
+
+}  // namespace sagaflow::sagas

@@ -1,0 +1,155 @@
+// What a saga body calls: steps (run, or replayed from the journal), recorded values, and the
+// compensation of completed steps in reverse order.
+#include "journal.hpp"
+
+#include <sagaflow/tasks/task.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <charconv>
+
+namespace sagaflow::sagas {
+
+step_failed::step_failed(std::string step, std::string error)
+    : std::runtime_error("step '" + step + "' failed: " + error), step_(std::move(step)), error_(std::move(error)) {}
+
+std::string_view to_string(status s) noexcept {
+  switch (s) {
+    case status::running: return "running";
+    case status::completed: return "completed";
+    case status::compensated: return "compensated";
+    case status::compensation_failed: return "compensation_failed";
+    case status::parked: return "parked";
+  }
+  return "running";
+}
+
+std::optional<status> status_from_string(std::string_view s) noexcept {
+  for (auto v : {status::running, status::completed, status::compensated, status::compensation_failed, status::parked})
+    if (to_string(v) == s) return v;
+  return std::nullopt;
+}
+
+const std::string& context::saga_id() const noexcept { return run_.saga_id; }
+const std::string& context::correlation_id() const noexcept { return run_.correlation_id; }
+const json& context::input() const noexcept { return run_.input; }
+
+awaitable<json> context::step(std::string name, action act, compensation undo, json input, step_options options) {
+  co_return co_await run_.step(std::move(name), std::move(act), std::move(undo), std::move(input), options);
+}
+
+awaitable<std::int64_t> context::now_ms() {
+  auto text = co_await run_.value(std::to_string(unix_now_ms()));
+  std::int64_t v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  co_return v;
+}
+
+awaitable<std::uint64_t> context::random() {
+  auto text = co_await run_.value(std::to_string(random_source::from_entropy().next()));
+  std::uint64_t v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  co_return v;
+}
+
+namespace detail {
+
+namespace {
+// Runs one attempt of `op` under `timeout`: nothing when it succeeded, else the error, with
+// `permanent` set for tasks::permanent_error. Fencing and the crash hook pass through: they end
+// the run.
+template <typename Op>
+awaitable<std::optional<std::string>> attempt(Op op, std::chrono::milliseconds timeout, bool& permanent) {
+  std::optional<std::string> error;
+  try {
+    co_await with_timeout(op(), timeout);
+  } catch (const fenced&) {
+    throw;
+  } catch (const crash_hook&) {
+    throw;
+  } catch (const tasks::permanent_error& e) {
+    error = e.what();
+    permanent = true;
+  } catch (const std::exception& e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown exception";
+  }
+  if (error && error->empty()) error = "failed without a message";
+  co_return error;
+}
+}  // namespace
+
+awaitable<json> run::step(std::string name, action act, compensation undo, json in, step_options options) {
+  auto k = next_step_++;
+  std::uint32_t failures = 0;
+  if (static_cast<std::size_t>(k) < steps_.size()) {
+    auto& rec = steps_[static_cast<std::size_t>(k)];
+    if (!rec.name.empty() && rec.name != name)
+      throw unreplayable("step " + std::to_string(k) + " is '" + name + "' in this code but '" + rec.name +
+                         "' in the journal");
+    if (rec.completed) {
+      done_.push_back({k, name, std::move(undo), std::move(in), rec.result, options});
+      co_return rec.result;
+    }
+    if (rec.failed) throw step_failed(name, rec.error);
+    failures = rec.failures;
+  }
+  auto k_text = std::to_string(k);
+  auto input_json = boost::json::serialize(in);
+  for (std::uint32_t n = failures + 1;; ++n) {
+    fields started{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", input_json}};
+    fields current{{"step", name}};
+    co_await write("step_started", std::move(started), std::move(current));
+    json result;
+    bool permanent = false;
+    auto call = [&]() -> awaitable<void> { result = co_await act(in); };
+    auto error = co_await attempt(call, options.timeout, permanent);
+    if (!error) {
+      fields completed{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", boost::json::serialize(result)}};
+      co_await write("step_completed", std::move(completed));
+      done_.push_back({k, name, std::move(undo), std::move(in), result, options});
+      co_return result;
+    }
+    bool last = permanent || n >= options.max_attempts;
+    fields failed{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", (last ? "!" : "") + *error}};
+    co_await write("step_failed", std::move(failed));
+    if (last) throw step_failed(name, *error);
+    // Not journaled: a saga resumed elsewhere retries at once, which the policy allows.
+    co_await sleep_for(options.backoff.delay(n, random_));
+  }
+}
+
+awaitable<std::optional<std::pair<std::string, std::string>>> run::compensate() {
+  for (auto it = done_.rbegin(); it != done_.rend(); ++it) {
+    auto& d = *it;
+    if (!d.undo || compensated_.contains(d.index)) continue;
+    auto k_text = std::to_string(d.index);
+    for (std::uint32_t n = compensation_failures_[d.index] + 1;; ++n) {
+      fields started{{"k", k_text}, {"n", d.name}, {"a", std::to_string(n)}};
+      co_await write("compensation_started", std::move(started));
+      bool permanent = false;
+      auto call = [&]() -> awaitable<void> { co_await d.undo(d.input, d.result); };
+      auto error = co_await attempt(call, d.options.timeout, permanent);
+      if (!error) {
+        fields completed{{"k", k_text}, {"n", d.name}, {"a", std::to_string(n)}};
+        co_await write("compensation_completed", std::move(completed));
+        compensated_.insert(d.index);
+        break;
+      }
+      bool last = permanent || n >= d.options.max_attempts;
+      fields failed{{"k", k_text}, {"n", d.name}, {"a", std::to_string(n)}, {"v", (last ? "!" : "") + *error}};
+      co_await write("compensation_failed", std::move(failed));
+      if (last) {
+        std::pair<std::string, std::string> stuck(d.name, *error);
+        co_return stuck;
+      }
+      co_await sleep_for(d.options.backoff.delay(n, random_));
+    }
+  }
+  co_return std::nullopt;
+}
+
+}  // namespace detail
+}  // namespace sagaflow::sagas

@@ -1,0 +1,111 @@
+// The saga journal: keys, entries, fenced appends, and a run: what one orchestrator knows of one
+// saga while it executes it (the journal replayed, the steps completed so far).
+#pragma once
+
+#include <sagaflow/sagas/saga.hpp>
+#include <sagaflow/transport/commands.hpp>
+
+#include <map>
+#include <set>
+#include <utility>
+
+namespace sagaflow::sagas {
+
+// Snapshot hash and journal stream share the saga's hash tag, so one script touches both.
+struct saga_keys {
+  saga_keys(std::string_view prefix, std::string_view id)
+      : snapshot(std::string(prefix) + ":{saga:" + std::string(id) + "}"), log(snapshot + ":log") {}
+  std::string snapshot, log;
+};
+
+inline std::string run_stream(std::string_view prefix) { return std::string(prefix) + ":{sagas}:run"; }
+inline constexpr std::string_view run_group = "orchestrators";
+inline constexpr std::string_view run_field = "saga";
+
+// Another orchestrator holds the saga now (its epoch is newer): this one must write nothing more.
+class fenced : public std::runtime_error {
+ public:
+  fenced() : std::runtime_error("another orchestrator holds this saga") {}
+};
+// The crash hook fired: the orchestrator behaves as a killed one from here on.
+class crash_hook : public std::runtime_error {
+ public:
+  crash_hook() : std::runtime_error("orchestrator crashed (crash_after_writes)") {}
+};
+// The journal cannot be replayed by this definition: the saga is parked with the reason.
+class unreplayable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::int64_t unix_now_ms();
+journal_entry decode_entry(const transport::stream_entry& e);
+
+using fields = std::vector<std::pair<std::string, std::string>>;
+
+// append.lua: the entry and the snapshot fields, if `epoch` still holds the saga. Returns false
+// when it does not (fenced).
+awaitable<bool> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
+                       const fields& snapshot, std::chrono::milliseconds ttl);
+
+namespace detail {
+
+struct step_record {
+  std::string name;
+  std::uint32_t failures = 0;
+  bool completed = false;
+  json result;
+  bool failed = false;  // for good
+  std::string error;
+};
+
+struct done_step {
+  std::int64_t index;
+  std::string name;
+  compensation undo;
+  json input;
+  json result;
+  step_options options;
+};
+
+// Writes one journal entry (and snapshot fields); throws fenced or crashed.
+using writer = std::function<awaitable<void>(fields entry, fields snapshot, bool final)>;
+
+class run {
+ public:
+  run(std::string id, std::string correlation, json input, writer write)
+      : saga_id(std::move(id)), correlation_id(std::move(correlation)), input(std::move(input)), write_(std::move(write)),
+        random_(random_source::for_key(saga_id, 0)) {}
+
+  // Rebuilds what the journal says happened; throws unreplayable for a journal this engine
+  // cannot follow.
+  void replay(const std::vector<journal_entry>& history);
+
+  awaitable<json> step(std::string name, action act, compensation undo, json input, step_options options);
+  awaitable<std::string> value(std::string fresh);  // a recorded value, or `fresh` recorded now
+  // Undoes the completed steps, last first. Returns the step whose compensation failed for
+  // good (and its error), or nothing when all are undone.
+  awaitable<std::optional<std::pair<std::string, std::string>>> compensate();
+  awaitable<void> finish(status s, const std::string& result_json, const std::string& failed_step,
+                         const std::string& error);
+
+  const std::string saga_id;
+  const std::string correlation_id;
+  const json input;
+
+ private:
+  awaitable<void> write(std::string event, fields more, fields snapshot = {}, bool final = false);
+
+  writer write_;
+  random_source random_;
+  std::vector<step_record> steps_;          // from the journal, by step index
+  std::vector<std::string> values_;         // recorded values, in order
+  std::size_t next_value_ = 0;
+  std::set<std::int64_t> compensated_;      // compensations completed
+  std::map<std::int64_t, std::uint32_t> compensation_failures_;
+  std::int64_t next_step_ = 0;
+  std::vector<done_step> done_;             // completed steps, in order
+};
+
+}  // namespace detail
+}  // namespace sagaflow::sagas

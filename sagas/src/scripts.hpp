@@ -1,0 +1,10 @@
+// The saga engine's Lua scripts (sagas/lua/*.lua), embedded at build time.
+#pragma once
+
+#include <sagaflow/transport/commands.hpp>
+
+namespace sagaflow::sagas::scripts {
+const transport::script& start();
+const transport::script& take();
+const transport::script& append();
+}  // namespace sagaflow::sagas::scripts

@@ -1,0 +1,355 @@
+// Sagas against a real redis-server: steps and results, compensation order, parking, idempotent
+// start, a crash after every journal write, fencing of a stalled orchestrator, replay on the
+// recorded branch. Orchestrators run in-process (a crash is the crash_after_writes hook, a stall
+// is a blocked io_context thread); process-level crash tests come with the orchestrator program.
+#include "redis_server.hpp"
+
+#include <sagaflow/sagas/saga.hpp>
+#include <sagaflow/tasks/task.hpp>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace transport = sagaflow::transport;
+namespace sagas = sagaflow::sagas;
+using namespace std::chrono_literals;
+using sagaflow::awaitable;
+using sagaflow::stop_source;
+using sagaflow::testing::eventually;
+using sagaflow::testing::redis_server;
+using sagaflow::testing::run;
+using json = boost::json::value;
+
+namespace {
+
+// What the steps of a test saga did, in order ("do:<step>", "undo:<step>").
+struct ledger {
+  std::vector<std::string> calls;
+  std::size_t count(const std::string& call) const { return std::count(calls.begin(), calls.end(), call); }
+};
+
+sagas::step_options quick(std::uint32_t attempts = 2) {
+  sagas::step_options o;
+  o.max_attempts = attempts;
+  o.backoff = {.base = 1ms, .multiplier = 2.0, .cap = 5ms, .jitter = sagaflow::jitter::none};
+  o.timeout = 5s;
+  return o;
+}
+
+// A saga "order" of `steps` local steps; step `failing` (1-based; 0: none) throws `error` on
+// every attempt (a permanent error: one attempt). Step i's result is its input plus i, so results
+// flow from step to step; the body returns the last result.
+sagas::definition order_saga(ledger& log, int steps, int failing, std::string error = "card declined") {
+  sagas::definition d;
+  d.name = "order";
+  d.run = [&log, steps, failing, error](sagas::context& ctx) -> awaitable<json> {
+    json value = ctx.input();
+    for (int i = 1; i <= steps; ++i) {
+      std::string name = "step" + std::to_string(i);
+      sagas::action act = [&log, name, i, failing, error](const json& in) -> awaitable<json> {
+        log.calls.push_back("do:" + name);
+        if (i == failing) throw sagaflow::tasks::permanent_error(error);
+        co_return json(in.as_int64() + i);
+      };
+      sagas::compensation undo = [&log, name](const json&, const json&) -> awaitable<void> {
+        log.calls.push_back("undo:" + name);
+        co_return;
+      };
+      auto options = quick();
+      value = co_await ctx.step(name, act, undo, value, options);
+    }
+    co_return value;
+  };
+  return d;
+}
+
+class sagas_test : public ::testing::Test {
+ protected:
+  sagas::orchestrator_options quick_orchestrator(std::size_t crash_after = 0) {
+    sagas::orchestrator_options o;
+    o.lease = 300ms;
+    o.block = 100ms;
+    o.grace = 1s;
+    o.crash_after_writes = crash_after;
+    return o;
+  }
+
+  // Runs `body` with a client while an orchestrator with `defs` runs; stops it afterwards.
+  template <typename Body>
+  void with_orchestrator(std::vector<sagas::definition> defs, sagas::orchestrator_options options, Body body) {
+    run([&]() -> awaitable<void> {
+      auto ex = co_await asio::this_coro::executor;
+      auto conn = transport::connection::create(ex, server.config());
+      co_await conn->connect();
+      sagas::client client(conn, server.config());
+      sagas::orchestrator o(ex, server.config(), options);
+      for (auto& d : defs) o.add(d);
+      stop_source stop;
+      bool ended = false;
+      asio::co_spawn(ex, o.run(stop), [&](std::exception_ptr e) {
+        ended = true;
+        if (e) ADD_FAILURE() << "orchestrator failed";
+      });
+      co_await body(client, o, *conn);
+      stop.request_stop();
+      EXPECT_TRUE(co_await eventually([&] { return ended; }));
+      conn->close();
+    }());
+  }
+
+  redis_server server;
+};
+
+}  // namespace
+
+TEST_F(sagas_test, a_saga_runs_its_steps_in_order_and_completes_with_the_bodys_result) {
+  ledger log;
+  with_orchestrator({order_saga(log, 3, 0)}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    sagas::start_options start{.correlation_id = "corr-1", .saga_id = ""};
+    auto id = co_await c.start("order", json(10), start);
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_EQ(done->result, json(16)) << "10 + 1 + 2 + 3: each step got the previous one's result";
+    std::vector<std::string> expected{"do:step1", "do:step2", "do:step3"};
+    EXPECT_EQ(log.calls, expected);
+    auto st = co_await c.status(id);
+    CO_ASSERT_TRUE(st.has_value());
+    EXPECT_EQ(st->correlation_id, "corr-1");
+    EXPECT_EQ(st->version, 1u);
+    std::size_t completed = 0;
+    for (auto& e : st->history) {
+      EXPECT_EQ(e.correlation_id, "corr-1") << "journal entry " << e.event;
+      if (e.event == "step_completed") ++completed;
+    }
+    EXPECT_EQ(completed, 3u);
+    EXPECT_EQ(st->history.back().event, "finished");
+  });
+}
+
+TEST_F(sagas_test, a_failing_third_of_four_steps_compensates_the_second_then_the_first_once_each) {
+  ledger log;
+  with_orchestrator({order_saga(log, 4, 3)}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("order", json(0));
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "step3");
+    EXPECT_EQ(done->error, "card declined");
+    std::vector<std::string> expected{"do:step1", "do:step2", "do:step3", "undo:step2", "undo:step1"};
+    EXPECT_EQ(log.calls, expected) << "step 4 never runs; step 3 (failed) is not compensated";
+  });
+}
+
+TEST_F(sagas_test, a_compensation_that_fails_twice_then_succeeds_is_retried_and_one_that_always_fails_parks_the_saga) {
+  ledger log;
+  int undo_failures_left = 2;
+  bool undo_always_fails = false;
+  sagas::definition d;
+  d.name = "pay";
+  d.run = [&](sagas::context& ctx) -> awaitable<json> {
+    sagas::action charge = [&](const json&) -> awaitable<json> {
+      log.calls.push_back("do:charge");
+      co_return json("receipt");
+    };
+    sagas::compensation refund = [&](const json&, const json& receipt) -> awaitable<void> {
+      log.calls.push_back("undo:charge");
+      EXPECT_EQ(receipt, json("receipt")) << "the compensation gets the step's result";
+      if (undo_always_fails || undo_failures_left-- > 0) throw std::runtime_error("refund service down");
+      co_return;
+    };
+    sagas::action ship = [&](const json&) -> awaitable<json> {
+      log.calls.push_back("do:ship");
+      throw sagaflow::tasks::permanent_error("no courier");
+    };
+    auto options = quick(3);
+    co_await ctx.step("charge", charge, refund, ctx.input(), options);
+    co_await ctx.step("ship", ship, {}, ctx.input(), options);
+    co_return json(nullptr);
+  };
+  with_orchestrator({d}, quick_orchestrator(), [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto first = co_await c.start("pay", json(1));
+    auto done = co_await c.wait(first, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(log.count("undo:charge"), 3u) << "two failures, then success";
+    undo_always_fails = true;
+    log.calls.clear();
+    auto second = co_await c.start("pay", json(2));
+    done = co_await c.wait(second, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensation_failed);
+    EXPECT_EQ(done->failed_step, "charge");
+    EXPECT_EQ(done->error, "refund service down");
+    EXPECT_EQ(log.count("undo:charge"), 3u) << "the compensation's own policy: 3 attempts";
+  });
+}
+
+TEST_F(sagas_test, starting_the_same_saga_id_twice_runs_it_once) {
+  ledger log;
+  with_orchestrator({order_saga(log, 2, 0)}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+    sagas::start_options start{.correlation_id = "", .saga_id = "order-42"};
+    EXPECT_EQ(co_await c.start("order", json(1), start), "order-42");
+    auto done = co_await c.wait("order-42", 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(co_await c.start("order", json(1), start), "order-42");
+    co_await sagaflow::sleep_for(300ms);
+    EXPECT_EQ(log.count("do:step1"), 1u);
+    EXPECT_EQ(o.stats().completed, 1u);
+  });
+}
+
+TEST_F(sagas_test, an_unknown_saga_name_parks_the_saga_with_the_reason) {
+  ledger log;
+  with_orchestrator({order_saga(log, 1, 0)}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("no-such-saga", json(1));
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::parked);
+    EXPECT_NE(done->error.find("no-such-saga"), std::string::npos) << done->error;
+  });
+}
+
+// The orchestrator "dies" right after its k-th Redis write (take, journal appends, the final
+// acknowledgement), for every k over a saga with a failure and two compensations; a second
+// orchestrator takes the saga over after the lease and must reach the same outcome, with no
+// completed step and no compensation run twice.
+TEST_F(sagas_test, a_crash_after_any_write_is_resumed_to_the_same_outcome_without_running_anything_twice) {
+  // A clean run first, to count the writes.
+  std::uint64_t writes = 0;
+  {
+    ledger log;
+    with_orchestrator({order_saga(log, 3, 3)}, quick_orchestrator(),
+                      [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+      auto id = co_await c.start("order", json(0));
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::compensated);
+      co_await sagaflow::sleep_for(50ms);  // the acknowledgement follows the finish
+      writes = o.stats().writes;
+    });
+  }
+  ASSERT_GE(writes, 10u);
+  for (std::uint64_t k = 1; k <= writes; ++k) {
+    SCOPED_TRACE("crash after write " + std::to_string(k));
+    ledger log;
+    std::string id;
+    with_orchestrator({order_saga(log, 3, 3)}, quick_orchestrator(k),
+                      [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+      id = co_await c.start("order", json(0));
+      EXPECT_TRUE(co_await eventually([&] { return o.crashed(); }, 10s));
+    });
+    with_orchestrator({order_saga(log, 3, 3)}, quick_orchestrator(),
+                      [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::compensated);
+      EXPECT_EQ(done->failed_step, "step3");
+    });
+    for (auto call : {"do:step1", "do:step2", "do:step3", "undo:step2", "undo:step1"})
+      EXPECT_EQ(log.count(call), 1u) << call;
+  }
+}
+
+// A body that branches on a step's result resumes on the branch the journal recorded, even when
+// the step would answer differently now.
+TEST_F(sagas_test, a_resumed_saga_follows_the_branch_its_recorded_result_chose) {
+  ledger log;
+  int flips = 0;
+  auto coin_saga = [&] {
+    sagas::definition d;
+    d.name = "coin";
+    d.run = [&](sagas::context& ctx) -> awaitable<json> {
+      sagas::action flip = [&](const json&) -> awaitable<json> {
+        log.calls.push_back("do:flip");
+        co_return json(flips++ == 0 ? "heads" : "tails");
+      };
+      sagas::action path = [&](const json& side) -> awaitable<json> {
+        log.calls.push_back("do:" + std::string(side.as_string()));
+        co_return side;
+      };
+      auto side = co_await ctx.step("flip", flip, {}, json(nullptr), quick());
+      if (side == json("heads")) co_return co_await ctx.step("heads-path", path, {}, side, quick());
+      co_return co_await ctx.step("tails-path", path, {}, side, quick());
+    };
+    return d;
+  };
+  std::string id;
+  // Writes: take, flip started, flip completed: crash right after the result is journaled.
+  with_orchestrator({coin_saga()}, quick_orchestrator(3),
+                    [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+    id = co_await c.start("coin", json(nullptr));
+    EXPECT_TRUE(co_await eventually([&] { return o.crashed(); }, 10s));
+  });
+  with_orchestrator({coin_saga()}, quick_orchestrator(), [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->result, json("heads"));
+  });
+  std::vector<std::string> expected{"do:flip", "do:heads"};
+  EXPECT_EQ(log.calls, expected);
+}
+
+// Fencing: orchestrator A stalls (its whole thread blocked, as under SIGSTOP) past its lease in
+// the middle of a step; B takes the saga over and finishes it. When A wakes up, its journal
+// write is refused: it drops the saga and has written nothing.
+TEST_F(sagas_test, a_stalled_orchestrator_writes_nothing_to_a_saga_taken_over_meanwhile) {
+  std::atomic<bool> a_stalled{false};
+  auto stalling_saga = [&](std::string me, bool stall) {
+    sagas::definition d;
+    d.name = "stall";
+    d.run = [me, stall, &a_stalled](sagas::context& ctx) -> awaitable<json> {
+      sagas::action work = [me, stall, &a_stalled](const json&) -> awaitable<json> {
+        if (stall) {
+          a_stalled = true;
+          std::this_thread::sleep_for(1500ms);  // blocks A's io_context: no renewal, no I/O
+        }
+        co_return json("from-" + me);
+      };
+      co_return co_await ctx.step("work", work, {}, json(nullptr), quick());
+    };
+    return d;
+  };
+  // A on its own thread and io_context.
+  asio::io_context a_context;
+  sagas::orchestrator a(a_context.get_executor(), server.config(), quick_orchestrator());
+  a.add(stalling_saga("A", true));
+  stop_source a_stop;
+  asio::co_spawn(a_context, a.run(a_stop), asio::detached);
+  std::thread a_thread([&] { a_context.run_for(30s); });
+
+  std::string id = "stalled-1";
+  run([&]() -> awaitable<void> {
+    auto conn = transport::connection::create(co_await asio::this_coro::executor, server.config());
+    co_await conn->connect();
+    sagas::client c(conn, server.config());
+    sagas::start_options start{.correlation_id = "", .saga_id = id};
+    co_await c.start("stall", json(nullptr), start);
+    EXPECT_TRUE(co_await eventually([&] { return a_stalled.load(); }, 10s)) << "A took the saga first";
+    conn->close();
+  }());
+  with_orchestrator({stalling_saga("B", false)}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_EQ(done->result, json("from-B"));
+    co_await sagaflow::sleep_for(1500ms);  // A wakes up and tries to write
+    auto st = co_await c.status(id);
+    CO_ASSERT_TRUE(st.has_value());
+    for (auto& e : st->history) EXPECT_EQ(e.value.find("from-A"), std::string::npos) << e.event;
+    EXPECT_EQ(st->history.back().event, "finished") << "nothing after B's finish";
+  });
+  a_stop.request_stop();
+  a_thread.join();
+  EXPECT_EQ(a.stats().fenced, 1u);
+}
