@@ -6,6 +6,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
+
 namespace sagaflow::sagas {
 
 namespace {
@@ -46,8 +48,16 @@ awaitable<std::string> client::start(std::string_view name, const json& input, c
       if (k == "owner" && !v.empty()) taken = true;
     if (taken) co_return id;
   }
+  // The run entry (the saga runs from here on) and the correlation index, in one pipeline.
+  transport::request req;
   transport::field_view entry[] = {{run_field, id}};
-  co_await transport::xadd(*commands_, run_stream(prefix_), entry);
+  transport::add_xadd(req, run_stream(prefix_), entry);
+  auto corr = correlation_key(prefix_, correlation);
+  req.push("SADD", corr, id);
+  req.push("PEXPIRE", corr, std::to_string(retention_.count()));
+  auto replies = co_await commands_->exec(std::move(req));
+  for (auto& r : replies)
+    if (r.is_error()) throw transport::server_error("starting a saga", r.text);
   co_return id;
 }
 
@@ -73,6 +83,14 @@ awaitable<std::optional<saga_status>> client::status(std::string_view saga_id) {
     s.history.push_back(decode_entry(e));
   }
   co_return s;
+}
+
+awaitable<std::vector<std::string>> client::find(std::string_view correlation_id) {
+  auto reply = co_await commands_->call("SMEMBERS", correlation_key(prefix_, correlation_id));
+  std::vector<std::string> ids;
+  for (auto& e : reply.elements) ids.push_back(std::move(e.text));
+  std::sort(ids.begin(), ids.end());
+  co_return ids;
 }
 
 awaitable<std::optional<outcome>> client::wait(std::string_view saga_id, std::chrono::milliseconds timeout) {

@@ -53,6 +53,21 @@ awaitable<std::uint64_t> context::random() {
   co_return v;
 }
 
+definition sequence(std::string name, std::vector<declared_step> steps, std::uint32_t version) {
+  if (steps.empty()) throw std::invalid_argument("sagas::sequence '" + name + "': no steps");
+  for (auto& s : steps)
+    if (s.name.empty() || !s.act) throw std::invalid_argument("sagas::sequence '" + name + "': a step needs a name and an action");
+  definition d;
+  d.name = std::move(name);
+  d.version = version;
+  d.run = [steps = std::move(steps)](context& ctx) -> awaitable<json> {
+    json value = ctx.input();
+    for (auto& s : steps) value = co_await ctx.step(s.name, s.act, s.undo, value, s.options);
+    co_return value;
+  };
+  return d;
+}
+
 namespace detail {
 
 namespace {

@@ -19,6 +19,10 @@ struct saga_keys {
 };
 
 inline std::string run_stream(std::string_view prefix) { return std::string(prefix) + ":{sagas}:run"; }
+// The ids of the sagas started under a correlation id: a set in a slot of its own.
+inline std::string correlation_key(std::string_view prefix, std::string_view correlation) {
+  return std::string(prefix) + ":corr:{" + std::string(correlation) + "}";
+}
 inline constexpr std::string_view run_group = "orchestrators";
 inline constexpr std::string_view run_field = "saga";
 

@@ -353,3 +353,82 @@ TEST_F(sagas_test, a_stalled_orchestrator_writes_nothing_to_a_saga_taken_over_me
   a_thread.join();
   EXPECT_EQ(a.stats().fenced, 1u);
 }
+
+TEST_F(sagas_test, a_declared_sequence_runs_as_the_coroutine_form_does_and_sagas_are_found_by_correlation_id) {
+  ledger log;
+  auto step = [&log](std::string name, bool fails) {
+    sagas::declared_step s;
+    s.name = name;
+    s.act = [&log, name, fails](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:" + name);
+      if (fails) throw sagaflow::tasks::permanent_error("out of stock");
+      co_return json(in.as_int64() * 2);
+    };
+    s.undo = [&log, name](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:" + name);
+      co_return;
+    };
+    s.options = quick();
+    return s;
+  };
+  std::vector<sagas::declared_step> good{step("a", false), step("b", false)};
+  std::vector<sagas::declared_step> bad{step("a", false), step("b", false), step("c", true)};
+  auto doubling = sagas::sequence("doubling", good);
+  auto failing = sagas::sequence("failing", bad);
+  with_orchestrator({doubling, failing}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    sagas::start_options start{.correlation_id = "order-7", .saga_id = ""};
+    auto first = co_await c.start("doubling", json(3), start);
+    auto done = co_await c.wait(first, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->result, json(12));
+    auto second = co_await c.start("failing", json(1), start);
+    done = co_await c.wait(second, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "c");
+    std::vector<std::string> expected{"do:a", "do:b", "do:a", "do:b", "do:c", "undo:b", "undo:a"};
+    EXPECT_EQ(log.calls, expected);
+    std::vector<std::string> both{first, second};
+    std::sort(both.begin(), both.end());
+    EXPECT_EQ(co_await c.find("order-7"), both);
+    EXPECT_TRUE((co_await c.find("order-8")).empty());
+  });
+}
+
+// A journal written by version 1 is not replayed by version 2 unless version 2 declares itself
+// compatible: the saga is parked with the reason.
+TEST_F(sagas_test, a_journal_of_another_version_parks_the_saga_unless_declared_compatible) {
+  ledger log;
+  auto versioned = [&](std::uint32_t version, std::vector<std::uint32_t> compatible) {
+    auto d = order_saga(log, 2, 0);
+    d.version = version;
+    d.compatible_versions = std::move(compatible);
+    return d;
+  };
+  // Version 1 takes a saga and dies after its first journal entry; then version 2 runs.
+  auto start_with_version_1 = [&]() {
+    std::string id;
+    with_orchestrator({versioned(1, {})}, quick_orchestrator(2),
+                      [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+      id = co_await c.start("order", json(1));
+      EXPECT_TRUE(co_await eventually([&] { return o.crashed(); }, 10s));
+    });
+    return id;
+  };
+  auto parked = start_with_version_1();
+  with_orchestrator({versioned(2, {})}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto done = co_await c.wait(parked, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::parked);
+    EXPECT_NE(done->error.find("version 1"), std::string::npos) << done->error;
+  });
+  auto resumed = start_with_version_1();
+  with_orchestrator({versioned(2, {1})}, quick_orchestrator(),
+                    [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto done = co_await c.wait(resumed, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+  });
+}

@@ -86,6 +86,17 @@ struct definition {
   body run;
 };
 
+// The declarative form, a thin layer over the coroutine one: a saga declared as an ordered list
+// of steps, each given the previous one's result (the first, the saga's input); the saga's result
+// is the last step's.
+struct declared_step {
+  std::string name;
+  action act;
+  compensation undo;  // may be empty
+  step_options options{};
+};
+definition sequence(std::string name, std::vector<declared_step> steps, std::uint32_t version = 1);
+
 enum class status { running, completed, compensated, compensation_failed, parked };
 std::string_view to_string(status s) noexcept;
 std::optional<status> status_from_string(std::string_view s) noexcept;
@@ -135,11 +146,14 @@ class client {
   awaitable<std::optional<outcome>> wait(std::string_view saga_id, std::chrono::milliseconds timeout);
   // State and journal; nothing for an unknown (or expired) saga.
   awaitable<std::optional<saga_status>> status(std::string_view saga_id);
+  // The ids of the sagas started under `correlation_id` (kept as long as a finished saga is).
+  awaitable<std::vector<std::string>> find(std::string_view correlation_id);
 
  private:
   std::shared_ptr<transport::connection> commands_;
   transport::config redis_;
   std::string prefix_;
+  std::chrono::milliseconds retention_{std::chrono::hours(24 * 7)};
 };
 
 struct orchestrator_options {
