@@ -1,6 +1,7 @@
 -- Appends one journal entry and updates the snapshot with it, atomically, if the caller still
 -- holds the saga (fencing): a stale epoch changes nothing.
--- KEYS[1] the snapshot hash, KEYS[2] the journal stream
+-- KEYS[1] the snapshot hash, KEYS[2] the journal stream, KEYS[3..] more keys of the saga that
+-- expire with it (its inbox)
 -- ARGV[1] epoch, ARGV[2] n: the entry's field count (pairs x 2), ARGV[3 .. 2+n] the entry's
 -- fields, then snapshot field/value pairs; the last argument is a TTL in ms for both keys
 -- (0: none; set when the saga finishes).
@@ -13,7 +14,6 @@ if #ARGV - 1 > 2 + n then
 end
 local ttl = tonumber(ARGV[#ARGV])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
 end
 return id

@@ -39,6 +39,13 @@ awaitable<json> context::step(std::string name, action act, compensation undo, j
   co_return co_await run_.step(std::move(name), std::move(act), std::move(undo), std::move(input), options);
 }
 
+awaitable<json> context::remote(std::string name, remote_step where, json input, step_options options) {
+  if (where.queue.empty() || where.task.empty())
+    throw std::invalid_argument("sagas: remote step '" + name + "' needs a queue and a task name");
+  co_return co_await run_.remote(std::move(name), std::string(where.queue), std::string(where.task),
+                                 std::string(where.undo_task), std::move(input), options);
+}
+
 awaitable<std::int64_t> context::now_ms() {
   auto text = co_await run_.value(std::to_string(unix_now_ms()));
   std::int64_t v = 0;
@@ -99,17 +106,13 @@ awaitable<std::optional<std::string>> attempt(Op op, std::chrono::milliseconds t
 awaitable<json> run::step(std::string name, action act, compensation undo, json in, step_options options) {
   auto k = next_step_++;
   std::uint32_t failures = 0;
-  if (static_cast<std::size_t>(k) < steps_.size()) {
-    auto& rec = steps_[static_cast<std::size_t>(k)];
-    if (!rec.name.empty() && rec.name != name)
-      throw unreplayable("step " + std::to_string(k) + " is '" + name + "' in this code but '" + rec.name +
-                         "' in the journal");
-    if (rec.completed) {
-      done_.push_back({k, name, std::move(undo), std::move(in), rec.result, options});
-      co_return rec.result;
+  if (auto* rec = recorded(k, name)) {
+    if (rec->completed) {
+      done_.push_back({k, name, std::move(undo), std::move(in), rec->result, options, {}, {}});
+      co_return rec->result;
     }
-    if (rec.failed) throw step_failed(name, rec.error);
-    failures = rec.failures;
+    if (rec->failed) throw step_failed(name, rec->error);
+    failures = rec->failures;
   }
   auto k_text = std::to_string(k);
   auto input_json = boost::json::serialize(in);
@@ -124,7 +127,7 @@ awaitable<json> run::step(std::string name, action act, compensation undo, json 
     if (!error) {
       fields completed{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", boost::json::serialize(result)}};
       co_await write("step_completed", std::move(completed));
-      done_.push_back({k, name, std::move(undo), std::move(in), result, options});
+      done_.push_back({k, name, std::move(undo), std::move(in), result, options, {}, {}});
       co_return result;
     }
     bool last = permanent || n >= options.max_attempts;
@@ -136,11 +139,89 @@ awaitable<json> run::step(std::string name, action act, compensation undo, json 
   }
 }
 
+step_record* run::recorded(std::int64_t k, const std::string& name) {
+  if (static_cast<std::size_t>(k) >= steps_.size()) return nullptr;
+  auto& rec = steps_[static_cast<std::size_t>(k)];
+  if (!rec.name.empty() && rec.name != name)
+    throw unreplayable("step " + std::to_string(k) + " is '" + name + "' in this code but '" + rec.name +
+                       "' in the journal");
+  return &rec;
+}
+
+namespace {
+// How long a saga waits for a remote step's reply: every attempt's timeout and backoff.
+steady_clock::time_point reply_deadline(const step_options& o) {
+  return steady_clock::now() + (o.timeout + o.backoff.cap) * std::max<std::uint32_t>(1, o.max_attempts);
+}
+}  // namespace
+
+// A remote step is one task on `queue`, retried by its workers under `options` (its attempts are
+// the task's); the saga journals its dispatch and its outcome and waits for the reply in its
+// inbox. The reply key is the step index, the idempotency key the saga id and that index: a
+// resumed saga dispatches again, which enqueues nothing while the first task is known.
+awaitable<json> run::remote(std::string name, std::string queue, std::string task, std::string undo_task, json in,
+                            step_options options) {
+  auto k = next_step_++;
+  bool started = false;
+  if (auto* rec = recorded(k, name)) {
+    if (rec->completed) {
+      done_.push_back({k, name, {}, std::move(in), rec->result, options, queue, undo_task});
+      co_return rec->result;
+    }
+    if (rec->failed) throw step_failed(name, rec->error);
+    started = rec->started;
+  }
+  auto k_text = std::to_string(k);
+  if (!started) {
+    fields dispatched{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(in)}, {"q", queue}, {"x", task}};
+    fields current{{"step", name}};
+    co_await write("step_started", std::move(dispatched), std::move(current));
+  }
+  co_await services_.dispatch(queue, task, in, k_text, options);
+  auto reply = co_await services_.await_reply(k_text, reply_deadline(options));
+  if (reply && reply->completed) {
+    fields completed{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(reply->result)}};
+    co_await write("step_completed", std::move(completed));
+    done_.push_back({k, name, {}, std::move(in), reply->result, options, queue, undo_task});
+    co_return reply->result;
+  }
+  std::string error = reply ? reply->error : "no reply from queue '" + queue + "' in time";
+  fields failed{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", "!" + error}};
+  co_await write("step_failed", std::move(failed));
+  throw step_failed(name, error);
+}
+
+// The compensation task of remote step `d`, given {"input", "result"}: nothing when it
+// completed, else why not.
+awaitable<std::optional<std::string>> run::undo_remote(const done_step& d) {
+  json args = {{"input", d.input}, {"result", d.result}};
+  auto key = std::to_string(d.index) + ".undo";
+  co_await services_.dispatch(d.undo_queue, d.undo_task, args, key, d.options);
+  auto reply = co_await services_.await_reply(key, reply_deadline(d.options));
+  if (reply && reply->completed) co_return std::nullopt;
+  co_return reply ? reply->error : "no reply from queue '" + d.undo_queue + "' in time";
+}
+
 awaitable<std::optional<std::pair<std::string, std::string>>> run::compensate() {
   for (auto it = done_.rbegin(); it != done_.rend(); ++it) {
     auto& d = *it;
-    if (!d.undo || compensated_.contains(d.index)) continue;
+    if ((!d.undo && d.undo_task.empty()) || compensated_.contains(d.index)) continue;
     auto k_text = std::to_string(d.index);
+    if (!d.undo_task.empty()) {  // remote: the task's own attempts are the policy
+      fields started{{"k", k_text}, {"n", d.name}, {"a", "1"}};
+      co_await write("compensation_started", std::move(started));
+      auto error = co_await undo_remote(d);
+      if (!error) {
+        fields completed{{"k", k_text}, {"n", d.name}, {"a", "1"}};
+        co_await write("compensation_completed", std::move(completed));
+        compensated_.insert(d.index);
+        continue;
+      }
+      fields failed{{"k", k_text}, {"n", d.name}, {"a", "1"}, {"v", "!" + *error}};
+      co_await write("compensation_failed", std::move(failed));
+      std::pair<std::string, std::string> stuck(d.name, *error);
+      co_return stuck;
+    }
     for (std::uint32_t n = compensation_failures_[d.index] + 1;; ++n) {
       fields started{{"k", k_text}, {"n", d.name}, {"a", std::to_string(n)}};
       co_await write("compensation_started", std::move(started));

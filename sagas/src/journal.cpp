@@ -50,7 +50,7 @@ awaitable<bool> append(transport::connection& c, const saga_keys& keys, std::int
     args.push_back(v);
   }
   args.push_back(ttl_text);
-  std::string_view script_keys[] = {keys.snapshot, keys.log};
+  std::string_view script_keys[] = {keys.snapshot, keys.log, keys.inbox};
   auto reply = co_await transport::evalsha(c, scripts::append(), script_keys, args);
   co_return reply.is_string();  // the entry id; false (nil) when fenced
 }
@@ -66,6 +66,7 @@ void run::replay(const std::vector<journal_entry>& history) {
   for (auto& e : history) {
     if (e.event == "step_started") {
       at(e.step).name = e.name;
+      at(e.step).started = true;
     } else if (e.event == "step_completed") {
       auto& s = at(e.step);
       s.name = e.name;
@@ -99,7 +100,7 @@ awaitable<void> run::write(std::string event, fields more, fields snapshot, bool
   entry.emplace_back("c", correlation_id);
   entry.emplace_back("t", std::to_string(unix_now_ms()));
   for (auto& f : more) entry.push_back(std::move(f));
-  co_await write_(std::move(entry), std::move(snapshot), final);
+  co_await services_.write(std::move(entry), std::move(snapshot), final);
 }
 
 awaitable<std::string> run::value(std::string fresh) {

@@ -14,8 +14,10 @@ namespace sagaflow::sagas {
 // Snapshot hash and journal stream share the saga's hash tag, so one script touches both.
 struct saga_keys {
   saga_keys(std::string_view prefix, std::string_view id)
-      : snapshot(std::string(prefix) + ":{saga:" + std::string(id) + "}"), log(snapshot + ":log") {}
+      : snapshot(std::string(prefix) + ":{saga:" + std::string(id) + "}"), log(snapshot + ":log"),
+        inbox(snapshot + ":inbox") {}
   std::string snapshot, log;
+  std::string inbox;  // replies of the saga's remote steps (tasks::reply_to_header)
 };
 
 inline std::string run_stream(std::string_view prefix) { return std::string(prefix) + ":{sagas}:run"; }
@@ -56,6 +58,7 @@ namespace detail {
 
 struct step_record {
   std::string name;
+  bool started = false;
   std::uint32_t failures = 0;
   bool completed = false;
   json result;
@@ -70,15 +73,35 @@ struct done_step {
   json input;
   json result;
   step_options options;
+  std::string undo_queue, undo_task;  // a remote compensation
 };
 
-// Writes one journal entry (and snapshot fields); throws fenced or crashed.
+// Writes one journal entry (and snapshot fields); throws fenced or crash_hook.
 using writer = std::function<awaitable<void>(fields entry, fields snapshot, bool final)>;
+
+// What a remote step's task answered: its result, or why it died.
+struct remote_reply {
+  bool completed = false;
+  json result;
+  std::string error;
+};
+// Enqueues a remote step's task (queue, task name, input, reply key, options); the same reply
+// key again enqueues nothing (idempotency key), so a resumed saga never dispatches twice.
+using dispatcher = std::function<awaitable<void>(std::string queue, std::string task, json input, std::string key,
+                                                 step_options options)>;
+// The reply with `key` from the saga's inbox, waiting for it until the deadline.
+using reply_waiter = std::function<awaitable<std::optional<remote_reply>>(std::string key, steady_clock::time_point deadline)>;
+
+struct services {
+  writer write;
+  dispatcher dispatch;
+  reply_waiter await_reply;
+};
 
 class run {
  public:
-  run(std::string id, std::string correlation, json input, writer write)
-      : saga_id(std::move(id)), correlation_id(std::move(correlation)), input(std::move(input)), write_(std::move(write)),
+  run(std::string id, std::string correlation, json input, services s)
+      : saga_id(std::move(id)), correlation_id(std::move(correlation)), input(std::move(input)), services_(std::move(s)),
         random_(random_source::for_key(saga_id, 0)) {}
 
   // Rebuilds what the journal says happened; throws unreplayable for a journal this engine
@@ -86,6 +109,8 @@ class run {
   void replay(const std::vector<journal_entry>& history);
 
   awaitable<json> step(std::string name, action act, compensation undo, json input, step_options options);
+  awaitable<json> remote(std::string name, std::string queue, std::string task, std::string undo_task, json input,
+                         step_options options);
   awaitable<std::string> value(std::string fresh);  // a recorded value, or `fresh` recorded now
   // Undoes the completed steps, last first. Returns the step whose compensation failed for
   // good (and its error), or nothing when all are undone.
@@ -99,8 +124,11 @@ class run {
 
  private:
   awaitable<void> write(std::string event, fields more, fields snapshot = {}, bool final = false);
+  // The journal's record of step `k` called `name`, if any; throws unreplayable on a mismatch.
+  step_record* recorded(std::int64_t k, const std::string& name);
+  awaitable<std::optional<std::string>> undo_remote(const done_step& d);
 
-  writer write_;
+  services services_;
   random_source random_;
   std::vector<step_record> steps_;          // from the journal, by step index
   std::vector<std::string> values_;         // recorded values, in order

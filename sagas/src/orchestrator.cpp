@@ -8,12 +8,14 @@
 #include <sagaflow/engine/log.hpp>
 #include <sagaflow/engine/notifier.hpp>
 #include <sagaflow/engine/wait_group.hpp>
+#include <sagaflow/tasks/client.hpp>
 
 #include <boost/asio/strand.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <unistd.h>
 
+#include <map>
 #include <unordered_map>
 
 namespace sagaflow::sagas {
@@ -41,6 +43,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   std::unordered_map<std::string, definition> definitions;
   orchestrator_stats stats;
   std::shared_ptr<transport::connection> commands, blocking;
+  std::unique_ptr<tasks::client> dispatcher;  // remote steps' tasks, on `commands`
   std::unordered_map<std::string, std::string> running;  // saga id -> its run entry id
   bool frozen = false;                                   // the crash hook fired
   bool stopping = false;
@@ -76,6 +79,9 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     co_await commands->connect();
     co_await blocking->connect();
     co_await transport::xgroup_create(*commands, stream, run_group, "0");
+    tasks::client_options task_options;
+    task_options.prefix = options.prefix;
+    dispatcher = std::make_unique<tasks::client>(commands, task_options);
     log::info("orchestrator", options.consumer, " started: ", definitions.size(), " saga definition(s), concurrency ",
               options.concurrency);
     loops.spawn(read_loop(stop), "saga run reader");
@@ -177,6 +183,59 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     slot_freed.notify_all();
   }
 
+  // The reply with `key` in the saga's inbox, reading it (XREAD BLOCK, on a connection of its
+  // own) from the start, so that a reply that came before a crash is found too.
+  awaitable<std::optional<detail::remote_reply>> await_reply(saga_keys keys, std::string key,
+                                                             steady_clock::time_point deadline) {
+    auto conn = transport::connection::create(strand, redis);
+    co_await conn->connect();
+    std::optional<detail::remote_reply> out;
+    std::string last = "0";
+    while (!out) {
+      if (frozen) {
+        conn->close();
+        throw crash_hook();
+      }
+      if (stopping) {
+        conn->close();
+        throw std::runtime_error("orchestrator stopping while the saga waits for a reply");
+      }
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+      if (left.count() <= 0) break;
+      auto block = std::min(left, milliseconds(500));  // stop and the crash hook are seen in time
+      transport::request req;
+      req.push("XREAD", "COUNT", "100", "BLOCK", std::to_string(block.count()), "STREAMS", keys.inbox, last);
+      req.block_time = block;
+      auto replies = co_await conn->exec(std::move(req));
+      if (replies.empty() || replies[0].is_error()) break;
+      for (auto& batch : transport::decode_stream_batches(std::move(replies[0])))
+        for (auto& e : batch.entries) {
+          last = e.id;
+          auto* k = e.find("key");
+          if (out || !k || *k != key) continue;
+          detail::remote_reply r;
+          auto* state = e.find("status");
+          r.completed = state && *state == "completed";
+          if (r.completed) {
+            auto* result = e.find("result");
+            boost::system::error_code ec;
+            if (result && !result->empty()) r.result = boost::json::parse(*result, ec);
+            if (ec) {
+              r.completed = false;
+              r.error = "the task's result is not JSON";
+            }
+          } else {
+            auto* reason = e.find("reason");
+            auto* error = e.find("error");
+            r.error = (reason ? *reason : std::string("failed")) + (error ? ": " + *error : std::string());
+          }
+          out = std::move(r);
+        }
+    }
+    conn->close();
+    co_return out;
+  }
+
   awaitable<void> execute(const std::string& entry_id, const std::string& saga_id) {
     saga_keys keys(options.prefix, saga_id);
     before_write();
@@ -201,7 +260,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     auto found = definitions.find(name);
     std::uint32_t version = found == definitions.end() ? 0 : found->second.version;
     auto self = shared_from_this();
-    detail::writer write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<void> {
+    detail::services services;
+    services.write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<void> {
       self->before_write();
       snapshot.emplace_back("version", std::to_string(version));
       snapshot.emplace_back("updated_ms", std::to_string(unix_now_ms()));
@@ -210,9 +270,32 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       if (!ok) throw fenced();
       self->wrote();
     };
+    services.dispatch = [self, keys, saga_id, correlation](std::string queue, std::string task, json input,
+                                                           std::string key, step_options o) -> awaitable<void> {
+      self->before_write();
+      std::map<std::string, std::string> headers{{std::string(tasks::reply_to_header), keys.inbox},
+                                                 {std::string(tasks::reply_key_header), key}};
+      std::string idempotency = saga_id + "/" + key;
+      tasks::enqueue_options e;
+      e.queue = queue;
+      e.retry.max_attempts = o.max_attempts;
+      e.retry.backoff = o.backoff;
+      e.timeout = o.timeout;
+      e.idempotency_key = idempotency;
+      e.idempotency_ttl = self->options.retention;
+      e.correlation_id = correlation;
+      e.headers = &headers;
+      tasks::payload body(input);
+      co_await self->dispatcher->enqueue(std::move(task), std::move(body), e);
+      self->wrote();
+    };
+    services.await_reply = [self, keys](std::string key, steady_clock::time_point deadline)
+        -> awaitable<std::optional<detail::remote_reply>> {
+      co_return co_await self->await_reply(keys, key, deadline);
+    };
     boost::system::error_code ec;
     auto input = boost::json::parse(input_text, ec);
-    detail::run r(saga_id, correlation, ec ? json() : input, write);
+    detail::run r(saga_id, correlation, ec ? json() : input, services);
 
     std::string why_parked;
     if (found == definitions.end()) {

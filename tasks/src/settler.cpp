@@ -46,7 +46,9 @@ void sort_by_stream_id(std::vector<T>& items, IdOf id_of) {
 void settler::complete(queue_state& q, const fetched& item, const envelope& task,
                        const std::optional<boost::json::value>& result) {
   auto& mine = queued_[&q];
-  if (result) mine.results.emplace_back(task.id, boost::json::serialize(*result));
+  std::string json = result ? boost::json::serialize(*result) : std::string();
+  if (auto r = reply_for(task, "completed", {{"result", json}})) mine.replies.push_back(std::move(*r));
+  if (result) mine.results.emplace_back(task.id, std::move(json));
   mine.acks[item.stream].push_back(item.entry.id);
   start_flush();
 }
@@ -55,6 +57,17 @@ void settler::schedule(queue_state& q, const fetched& item, const envelope& task
   std::int64_t due = unix_now_ms() + 1 + delay.count();  // +1: the clock is truncated to ms; never early
   queued_[&q].retries[item.stream].push_back({item.entry.id, due, task.to_delayed_member(), hand_back});
   start_flush();
+}
+
+std::optional<settler::reply> settler::reply_for(const envelope& task, std::string_view status,
+                                                 std::vector<std::pair<std::string, std::string>> more) {
+  auto to = task.headers.find(std::string(reply_to_header));
+  if (to == task.headers.end() || to->second.empty()) return std::nullopt;
+  reply r{to->second, {{"task", task.id}, {"status", std::string(status)}}};
+  if (auto key = task.headers.find(std::string(reply_key_header)); key != task.headers.end())
+    r.fields.emplace_back("key", key->second);
+  for (auto& f : more) r.fields.push_back(std::move(f));
+  return r;
 }
 
 void settler::start_flush() {
@@ -88,8 +101,16 @@ awaitable<void> settler::flush_loop() {
     transport::request req;
     std::vector<std::size_t> settle_replies;  // index of each settle call's reply, in round order
     std::size_t entries = 0;
-    for (auto& [q, mine] : now)
+    // Results and replies before the settlement: a task whose settlement is lost runs again and
+    // replies again, rather than settling without having replied.
+    for (auto& [q, mine] : now) {
       for (auto& [id, json] : mine.results) broker::add_result(req, q->keys, id, json, state_.options.result_ttl);
+      for (auto& r : mine.replies) {
+        std::vector<transport::field_view> fields;
+        for (auto& [k, v] : r.fields) fields.push_back({k, v});
+        transport::add_xadd(req, r.stream, fields);
+      }
+    }
     std::vector<broker::retry_item> items;
     for (auto& [q, mine] : now)
       for (std::size_t p = 0; p < priority_count; ++p) {
@@ -181,6 +202,8 @@ void settler::put_back(round& r) {
     auto& now = queued_[q];
     now.results.insert(now.results.begin(), std::make_move_iterator(mine.results.begin()),
                        std::make_move_iterator(mine.results.end()));
+    now.replies.insert(now.replies.begin(), std::make_move_iterator(mine.replies.begin()),
+                       std::make_move_iterator(mine.replies.end()));
     for (std::size_t p = 0; p < priority_count; ++p) {
       now.acks[p].insert(now.acks[p].begin(), mine.acks[p].begin(), mine.acks[p].end());
       now.retries[p].insert(now.retries[p].begin(), mine.retries[p].begin(), mine.retries[p].end());
@@ -204,6 +227,16 @@ awaitable<void> settler::bury(queue_state& q, const fetched& item, const envelop
   auto moved = co_await settle(q, item, step, what);
   if (moved.value_or(false)) {
     ++state_.stats.dead;
+    std::vector<std::pair<std::string, std::string>> why_dead{{"reason", std::string(reason)}, {"error", error}};
+    if (auto r = task ? reply_for(*task, "dead", std::move(why_dead)) : std::nullopt) {
+      std::vector<transport::field_view> fields;
+      for (auto& [k, v] : r->fields) fields.push_back({k, v});
+      try {
+        co_await transport::xadd(state_.broker->connection(), r->stream, fields);
+      } catch (const std::exception& e) {
+        log::error("worker", "the reply to dead task ", task->id, " was lost: ", log::error_text(e));
+      }
+    }
     log::warn("worker", "dead letter: task ", task ? task->id : item.entry.id, " (", task ? task->name : std::string("?"),
               ") in queue ", q.config.name, ": ", reason, ": ", error);
   }

@@ -38,11 +38,19 @@ class settler {
     bool hand_back;
   };
   // What one queue has to settle, by priority stream, sent together in one round trip.
+  // A reply to a task's reply_to stream (see reply_to_header): the stream and its fields.
+  struct reply {
+    std::string stream;
+    std::vector<std::pair<std::string, std::string>> fields;
+  };
   struct queued {
     std::array<std::vector<std::string>, priority_count> acks;
     std::array<std::vector<scheduled>, priority_count> retries;
     std::vector<std::pair<std::string, std::string>> results;  // task id, JSON
+    std::vector<reply> replies;
   };
+  static std::optional<reply> reply_for(const envelope& task, std::string_view status,
+                                        std::vector<std::pair<std::string, std::string>> more);
   using round = std::unordered_map<queue_state*, queued>;
 
   void start_flush();

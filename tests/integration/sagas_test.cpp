@@ -6,6 +6,7 @@
 
 #include <sagaflow/sagas/saga.hpp>
 #include <sagaflow/tasks/task.hpp>
+#include <sagaflow/tasks/worker.hpp>
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -102,8 +103,108 @@ class sagas_test : public ::testing::Test {
     }());
   }
 
+  // As with_orchestrator, with a tasks::worker of the "payments" service running beside it.
+  template <typename Setup, typename Body>
+  void with_service(std::vector<sagas::definition> defs, sagas::orchestrator_options options, Setup setup, Body body) {
+    run([&]() -> awaitable<void> {
+      auto ex = co_await asio::this_coro::executor;
+      sagaflow::tasks::worker_options wo;
+      wo.queues = {sagaflow::tasks::queue_config{"payments", 1}};
+      wo.concurrency = 8;
+      wo.promoter_interval = 20ms;
+      sagaflow::tasks::worker w(ex, server.config(), wo);
+      setup(w);
+      stop_source stop;
+      bool ended = false;
+      asio::co_spawn(ex, w.run(stop), [&](std::exception_ptr) { ended = true; });
+      with_orchestrator_on(ex, defs, options, body);
+      co_await eventually([&] { return orchestrator_done; });
+      stop.request_stop();
+      EXPECT_TRUE(co_await eventually([&] { return ended; }));
+    }());
+  }
+
+  // Spawns the with_orchestrator body on `ex` (for with_service); sets orchestrator_done at its end.
+  template <typename Body>
+  void with_orchestrator_on(asio::any_io_executor ex, std::vector<sagas::definition>& defs,
+                            sagas::orchestrator_options options, Body& body) {
+    orchestrator_done = false;
+    asio::co_spawn(ex, orchestrate(ex, defs, options, body), [this](std::exception_ptr e) {
+      if (e) ADD_FAILURE() << "orchestrator body failed";
+      orchestrator_done = true;
+    });
+  }
+
+  template <typename Body>
+  awaitable<void> orchestrate(asio::any_io_executor ex, std::vector<sagas::definition>& defs,
+                              sagas::orchestrator_options options, Body& body) {
+    auto conn = transport::connection::create(ex, server.config());
+    co_await conn->connect();
+    sagas::client client(conn, server.config());
+    sagas::orchestrator o(ex, server.config(), options);
+    for (auto& d : defs) o.add(d);
+    stop_source stop;
+    bool ended = false;
+    asio::co_spawn(ex, o.run(stop), [&](std::exception_ptr e) {
+      ended = true;
+      if (e) ADD_FAILURE() << "orchestrator failed";
+    });
+    co_await body(client, o, *conn);
+    stop.request_stop();
+    EXPECT_TRUE(co_await eventually([&] { return ended; }));
+    conn->close();
+  }
+
+  bool orchestrator_done = false;
   redis_server server;
 };
+
+// A saga with a local step, a remote "charge" on the payments service (compensated by the remote
+// "refund") and a local step that fails when `fail_last`.
+sagas::definition checkout_saga(ledger& log, bool fail_last) {
+  sagas::definition d;
+  d.name = "checkout";
+  d.run = [&log, fail_last](sagas::context& ctx) -> awaitable<json> {
+    sagas::action reserve = [&log](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:reserve");
+      co_return in;
+    };
+    sagas::compensation release = [&log](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:reserve");
+      co_return;
+    };
+    sagas::action ship = [&log, fail_last](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:ship");
+      if (fail_last) throw sagaflow::tasks::permanent_error("no courier");
+      co_return in;
+    };
+    auto options = quick(3);
+    auto reserved = co_await ctx.step("reserve", reserve, release, ctx.input(), options);
+    sagas::remote_step charge{.queue = "payments", .task = "charge", .undo_task = "refund"};
+    auto receipt = co_await ctx.remote("charge", charge, reserved, options);
+    co_return co_await ctx.step("ship", ship, {}, receipt, options);
+  };
+  return d;
+}
+
+// The payments service: "charge" answers its input plus 100 (and checks the saga's correlation
+// id came along); "refund" records what it undoes.
+void payments_service(sagaflow::tasks::worker& w, ledger& log, std::string correlation = {}) {
+  w.handle("charge", [&log, correlation](sagaflow::tasks::task_context& ctx) -> awaitable<void> {
+    log.calls.push_back("do:charge");
+    if (!correlation.empty()) {
+      EXPECT_EQ(ctx.task.correlation_id, correlation);
+    }
+    ctx.set_result(json(ctx.json().as_int64() + 100));
+    co_return;
+  });
+  w.handle("refund", [&log](sagaflow::tasks::task_context& ctx) -> awaitable<void> {
+    log.calls.push_back("undo:charge");
+    auto args = ctx.json();
+    EXPECT_EQ(args.at("result"), json(args.at("input").as_int64() + 100)) << "the refund gets the charge's result";
+    co_return;
+  });
+}
 
 }  // namespace
 
@@ -431,4 +532,70 @@ TEST_F(sagas_test, a_journal_of_another_version_parks_the_saga_unless_declared_c
     CO_ASSERT_TRUE(done.has_value());
     EXPECT_EQ(done->state, sagas::status::completed);
   });
+}
+
+TEST_F(sagas_test, a_remote_step_runs_on_another_services_worker_and_its_result_comes_back) {
+  ledger log;
+  with_service({checkout_saga(log, false)}, quick_orchestrator(), [&](sagaflow::tasks::worker& w) { payments_service(w, log, "corr-remote"); },
+               [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    sagas::start_options start{.correlation_id = "corr-remote", .saga_id = ""};
+    auto id = co_await c.start("checkout", json(5), start);
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_EQ(done->result, json(105));
+  });
+  std::vector<std::string> expected{"do:reserve", "do:charge", "do:ship"};
+  EXPECT_EQ(log.calls, expected);
+}
+
+TEST_F(sagas_test, a_failure_after_a_remote_step_runs_its_remote_compensation) {
+  ledger log;
+  with_service({checkout_saga(log, true)}, quick_orchestrator(), [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+               [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("checkout", json(5));
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "ship");
+  });
+  std::vector<std::string> expected{"do:reserve", "do:charge", "do:ship", "undo:charge", "undo:reserve"};
+  EXPECT_EQ(log.calls, expected);
+}
+
+// The crash-at-every-write test over a saga with a remote step: the dispatch counts as a write,
+// and a resumed saga neither charges twice nor refunds twice.
+TEST_F(sagas_test, a_crash_after_any_write_of_a_saga_with_a_remote_step_dispatches_nothing_twice) {
+  std::uint64_t writes = 0;
+  {
+    ledger log;
+    with_service({checkout_saga(log, true)}, quick_orchestrator(), [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+                 [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+      auto id = co_await c.start("checkout", json(1));
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      co_await sagaflow::sleep_for(50ms);
+      writes = o.stats().writes;
+    });
+  }
+  ASSERT_GE(writes, 12u);
+  for (std::uint64_t k = 1; k <= writes; ++k) {
+    SCOPED_TRACE("crash after write " + std::to_string(k));
+    ledger log;
+    std::string id;
+    with_service({checkout_saga(log, true)}, quick_orchestrator(k), [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+                 [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+      id = co_await c.start("checkout", json(1));
+      EXPECT_TRUE(co_await eventually([&] { return o.crashed(); }, 10s));
+    });
+    with_service({checkout_saga(log, true)}, quick_orchestrator(), [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+                 [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::compensated);
+      EXPECT_EQ(done->failed_step, "ship");
+    });
+    for (auto call : {"do:reserve", "do:charge", "do:ship", "undo:charge", "undo:reserve"})
+      EXPECT_EQ(log.count(call), 1u) << call;
+  }
 }

@@ -998,3 +998,46 @@ TEST_F(tasks_test, a_handler_result_is_stored_and_readable_by_task_id) {
     EXPECT_EQ(result->at("sum").as_int64(), 3);
   });
 }
+
+// Request/reply: a task with a reply_to header gets its outcome appended to that stream, with the
+// reply key echoed: the result when it completes, the reason when it is dead-lettered.
+TEST_F(tasks_test, a_task_with_a_reply_to_stream_gets_its_outcome_appended_there) {
+  with_worker({}, [&](tasks::worker& w) {
+    w.handle("double", [&](tasks::task_context& ctx) -> awaitable<void> {
+      ctx.set_result(boost::json::value(ctx.json().as_int64() * 2));
+      co_return;
+    });
+    w.handle("refuse", [&](tasks::task_context&) -> awaitable<void> { throw tasks::permanent_error("no way"); });
+  }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
+    std::map<std::string, std::string> ok_headers{{std::string(tasks::reply_to_header), "replies"},
+                                                  {std::string(tasks::reply_key_header), "k-1"}};
+    std::map<std::string, std::string> dead_headers{{std::string(tasks::reply_to_header), "replies"},
+                                                    {std::string(tasks::reply_key_header), "k-2"}};
+    tasks::enqueue_options ok_options;
+    ok_options.headers = &ok_headers;
+    tasks::enqueue_options dead_options;
+    dead_options.headers = &dead_headers;
+    auto doubled = co_await c.enqueue("double", boost::json::value(21), ok_options);
+    auto refused = co_await c.enqueue("refuse", boost::json::value(1), dead_options);
+    std::map<std::string, std::map<std::string, std::string>> by_key;
+    for (int i = 0; i < 500 && by_key.size() < 2; ++i) {
+      auto all = co_await conn.call("XRANGE", "replies", "-", "+");
+      by_key.clear();
+      for (auto& e : all.elements) {
+        std::map<std::string, std::string> fields;
+        auto& f = e.elements.at(1).elements;
+        for (std::size_t j = 0; j + 1 < f.size(); j += 2) fields[f[j].text] = f[j + 1].text;
+        by_key[fields["key"]] = fields;
+      }
+      co_await sagaflow::sleep_for(10ms);
+    }
+    CO_ASSERT_EQ(by_key.size(), 2u);
+    EXPECT_EQ(by_key["k-1"]["task"], doubled);
+    EXPECT_EQ(by_key["k-1"]["status"], "completed");
+    EXPECT_EQ(by_key["k-1"]["result"], "42");
+    EXPECT_EQ(by_key["k-2"]["task"], refused);
+    EXPECT_EQ(by_key["k-2"]["status"], "dead");
+    EXPECT_EQ(by_key["k-2"]["reason"], "permanent error");
+    EXPECT_EQ(by_key["k-2"]["error"], "no way");
+  });
+}

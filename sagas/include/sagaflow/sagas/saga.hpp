@@ -54,6 +54,17 @@ class step_failed : public std::runtime_error {
   std::string step_, error_;
 };
 
+// Where a remote step runs: a task on the queue of the service that owns it, handled by any of
+// its workers (a tasks::worker; the handler's set_result() is the step's result). The task's own
+// retries are the step's attempts (step_options' max_attempts, backoff and timeout); its dead
+// letter is the step's failure. Views: trivially destructible, safe in a co_await expression.
+struct remote_step {
+  std::string_view queue;
+  std::string_view task;
+  std::string_view undo_task;  // compensates it, given {"input": ..., "result": ...}; empty: none
+};
+static_assert(std::is_trivially_destructible_v<remote_step>);
+
 namespace detail {
 class run;
 }
@@ -68,6 +79,10 @@ class context {
   // Runs step `name` with `input` and returns its result; on replay, a completed step returns
   // its recorded result at once. Steps are matched to the journal by their order and name.
   awaitable<json> step(std::string name, action act, compensation undo, json input, step_options options = {});
+  // Runs step `name` as a task on another service's queue and returns its result, which comes
+  // back through the saga's inbox (no polling). Dispatched once: a resumed saga finds the task
+  // or its reply instead of enqueueing it again.
+  awaitable<json> remote(std::string name, remote_step where, json input, step_options options = {});
   // The time (ms since the epoch) and a random value, journaled: a replay gets the same ones.
   awaitable<std::int64_t> now_ms();
   awaitable<std::uint64_t> random();

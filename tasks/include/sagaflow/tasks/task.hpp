@@ -27,6 +27,14 @@ struct retry_policy {
                          .cap = std::chrono::minutes(10), .jitter = sagaflow::jitter::full};
 };
 
+// Request/reply: a task enqueued with the header `reply_to_header` (a stream key) gets its
+// outcome appended to that stream when it ends for good, with the fields `task` (its id), `key`
+// (the header `reply_key_header`, echoed), `status` ("completed", with `result`: the handler's
+// result as JSON or empty; or "dead", with `reason` and `error`). A task can end more than once
+// (at least once): a reply can come twice.
+inline constexpr std::string_view reply_to_header = "sf.reply_to";
+inline constexpr std::string_view reply_key_header = "sf.reply_key";
+
 // Enqueue options. Keep this aggregate trivially destructible (views, not strings): GCC 12
 // destroys brace-initialized aggregate temporaries in co_await expressions twice.
 struct enqueue_options {
