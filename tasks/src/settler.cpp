@@ -47,7 +47,10 @@ void settler::complete(queue_state& q, const fetched& item, const envelope& task
                        const std::optional<boost::json::value>& result) {
   auto& mine = queued_[&q];
   std::string json = result ? boost::json::serialize(*result) : std::string();
-  if (auto r = reply_for(task, "completed", {{"result", json}})) mine.replies.push_back(std::move(*r));
+  if (!task.headers.empty()) {  // the usual task has none: no reply to build
+    std::vector<std::pair<std::string, std::string>> outcome{{"result", json}};
+    if (auto r = reply_for(task, "completed", std::move(outcome))) mine.replies.push_back(std::move(*r));
+  }
   if (result) mine.results.emplace_back(task.id, std::move(json));
   mine.acks[item.stream].push_back(item.entry.id);
   start_flush();
