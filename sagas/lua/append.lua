@@ -5,7 +5,8 @@
 -- ARGV[1] epoch, ARGV[2] n: the entry's field count (pairs x 2), ARGV[3 .. 2+n] the entry's
 -- fields, then snapshot field/value pairs; the last argument is a TTL in ms for both keys
 -- (0: none; set when the saga finishes).
--- Returns the entry id, or false when the epoch is stale.
+-- Returns {entry id, whether a cancel was asked for (client::cancel)}, or false when the epoch
+-- is stale.
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return false end
 local n = tonumber(ARGV[2])
 local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3, 2 + n))
@@ -16,4 +17,4 @@ local ttl = tonumber(ARGV[#ARGV])
 if ttl > 0 then
   for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
 end
-return id
+return {id, redis.call('HGET', KEYS[1], 'cancel') == '1' and 1 or 0}

@@ -85,6 +85,13 @@ awaitable<std::optional<saga_status>> client::status(std::string_view saga_id) {
   co_return s;
 }
 
+awaitable<bool> client::cancel(std::string_view saga_id) {
+  saga_keys keys(prefix_, saga_id);
+  std::string_view script_keys[] = {keys.snapshot};
+  auto reply = co_await transport::evalsha(*commands_, scripts::cancel(), script_keys, {});
+  co_return reply.integer == 1;
+}
+
 awaitable<std::vector<std::string>> client::find(std::string_view correlation_id) {
   auto reply = co_await commands_->call("SMEMBERS", correlation_key(prefix_, correlation_id));
   std::vector<std::string> ids;

@@ -21,12 +21,14 @@ std::string_view to_string(status s) noexcept {
     case status::compensated: return "compensated";
     case status::compensation_failed: return "compensation_failed";
     case status::parked: return "parked";
+    case status::cancelled: return "cancelled";
   }
   return "running";
 }
 
 std::optional<status> status_from_string(std::string_view s) noexcept {
-  for (auto v : {status::running, status::completed, status::compensated, status::compensation_failed, status::parked})
+  for (auto v : {status::running, status::completed, status::compensated, status::compensation_failed, status::parked,
+                 status::cancelled})
     if (to_string(v) == s) return v;
   return std::nullopt;
 }
@@ -114,6 +116,7 @@ awaitable<json> run::step(std::string name, action act, compensation undo, json 
     if (rec->failed) throw step_failed(name, rec->error);
     failures = rec->failures;
   }
+  if (cancel_requested) throw saga_cancelled();
   auto k_text = std::to_string(k);
   auto input_json = boost::json::serialize(in);
   for (std::uint32_t n = failures + 1;; ++n) {
@@ -171,6 +174,7 @@ awaitable<json> run::remote(std::string name, std::string queue, std::string tas
     if (rec->failed) throw step_failed(name, rec->error);
     started = rec->started;
   }
+  if (!started && cancel_requested) throw saga_cancelled();
   auto k_text = std::to_string(k);
   if (!started) {
     fields dispatched{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(in)}, {"q", queue}, {"x", task}};

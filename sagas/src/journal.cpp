@@ -35,7 +35,7 @@ journal_entry decode_entry(const transport::stream_entry& e) {
   return j;
 }
 
-awaitable<bool> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
+awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
                        const fields& snapshot, std::chrono::milliseconds ttl) {
   std::string epoch_text = std::to_string(epoch), count = std::to_string(entry.size() * 2),
               ttl_text = std::to_string(ttl.count());
@@ -52,7 +52,8 @@ awaitable<bool> append(transport::connection& c, const saga_keys& keys, std::int
   args.push_back(ttl_text);
   std::string_view script_keys[] = {keys.snapshot, keys.log, keys.inbox};
   auto reply = co_await transport::evalsha(c, scripts::append(), script_keys, args);
-  co_return reply.is_string();  // the entry id; false (nil) when fenced
+  if (reply.elements.size() != 2) co_return std::nullopt;  // false (nil): fenced
+  co_return reply.elements[1].integer == 1;
 }
 
 namespace detail {
@@ -100,7 +101,7 @@ awaitable<void> run::write(std::string event, fields more, fields snapshot, bool
   entry.emplace_back("c", correlation_id);
   entry.emplace_back("t", std::to_string(unix_now_ms()));
   for (auto& f : more) entry.push_back(std::move(f));
-  co_await services_.write(std::move(entry), std::move(snapshot), final);
+  if (co_await services_.write(std::move(entry), std::move(snapshot), final)) cancel_requested = true;
 }
 
 awaitable<std::string> run::value(std::string fresh) {

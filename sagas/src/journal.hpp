@@ -38,6 +38,11 @@ class crash_hook : public std::runtime_error {
  public:
   crash_hook() : std::runtime_error("orchestrator crashed (crash_after_writes)") {}
 };
+// client::cancel asked the saga to stop: no new step starts, the completed ones are undone.
+class saga_cancelled : public std::runtime_error {
+ public:
+  saga_cancelled() : std::runtime_error("cancelled") {}
+};
 // The journal cannot be replayed by this definition: the saga is parked with the reason.
 class unreplayable : public std::runtime_error {
  public:
@@ -49,9 +54,9 @@ journal_entry decode_entry(const transport::stream_entry& e);
 
 using fields = std::vector<std::pair<std::string, std::string>>;
 
-// append.lua: the entry and the snapshot fields, if `epoch` still holds the saga. Returns false
-// when it does not (fenced).
-awaitable<bool> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
+// append.lua: the entry and the snapshot fields, if `epoch` still holds the saga. Returns
+// nothing when it does not (fenced), else whether a cancel was asked for.
+awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
                        const fields& snapshot, std::chrono::milliseconds ttl);
 
 namespace detail {
@@ -76,8 +81,9 @@ struct done_step {
   std::string undo_queue, undo_task;  // a remote compensation
 };
 
-// Writes one journal entry (and snapshot fields); throws fenced or crash_hook.
-using writer = std::function<awaitable<void>(fields entry, fields snapshot, bool final)>;
+// Writes one journal entry (and snapshot fields); throws fenced or crash_hook. Returns whether a
+// cancel was asked for.
+using writer = std::function<awaitable<bool>(fields entry, fields snapshot, bool final)>;
 
 // What a remote step's task answered: its result, or why it died.
 struct remote_reply {
@@ -121,6 +127,7 @@ class run {
   const std::string saga_id;
   const std::string correlation_id;
   const json input;
+  bool cancel_requested = false;  // seen in the snapshot or with a journal append
 
  private:
   awaitable<void> write(std::string event, fields more, fields snapshot = {}, bool final = false);

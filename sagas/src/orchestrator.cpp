@@ -251,7 +251,9 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
     auto snapshot = co_await transport::hgetall(*commands, keys.snapshot);
     std::string name, correlation, input_text, version_text;
+    bool cancel = false;
     for (auto& [k, v] : snapshot) {
+      if (k == "cancel") cancel = v == "1";
       if (k == "name") name = v;
       else if (k == "correlation_id") correlation = v;
       else if (k == "input") input_text = v;
@@ -261,14 +263,15 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     std::uint32_t version = found == definitions.end() ? 0 : found->second.version;
     auto self = shared_from_this();
     detail::services services;
-    services.write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<void> {
+    services.write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<bool> {
       self->before_write();
       snapshot.emplace_back("version", std::to_string(version));
       snapshot.emplace_back("updated_ms", std::to_string(unix_now_ms()));
       auto ttl = final ? self->options.retention : milliseconds(0);
-      bool ok = co_await append(*self->commands, keys, epoch, entry, snapshot, ttl);
-      if (!ok) throw fenced();
+      auto cancel = co_await append(*self->commands, keys, epoch, entry, snapshot, ttl);
+      if (!cancel) throw fenced();
       self->wrote();
+      co_return *cancel;
     };
     services.dispatch = [self, keys, saga_id, correlation](std::string queue, std::string task, json input,
                                                            std::string key, step_options o) -> awaitable<void> {
@@ -296,6 +299,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     boost::system::error_code ec;
     auto input = boost::json::parse(input_text, ec);
     detail::run r(saga_id, correlation, ec ? json() : input, services);
+    r.cancel_requested = cancel;
 
     std::string why_parked;
     if (found == definitions.end()) {
@@ -337,6 +341,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     context ctx(r);
     json result;
     std::optional<std::pair<std::string, std::string>> failure;  // step, error
+    bool cancelled = false;
     try {
       result = co_await found->second.run(ctx);
     } catch (const fenced&) {
@@ -345,6 +350,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       throw;
     } catch (const unreplayable& e) {
       why_parked = e.what();
+    } catch (const saga_cancelled&) {
+      cancelled = true;
     } catch (const step_failed& e) {
       failure.emplace(e.step(), e.error());
     } catch (const std::exception& e) {
@@ -354,7 +361,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       log::warn("orchestrator", "saga ", saga_id, " (", name, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);
       ++stats.parked;
-    } else if (!failure) {
+    } else if (!failure && !cancelled) {
       co_await r.finish(status::completed, boost::json::serialize(result), "", "");
       ++stats.completed;
     } else {
@@ -364,6 +371,9 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
                    "' failed for good: ", stuck->second, "; parked as compensation_failed");
         co_await r.finish(status::compensation_failed, "", stuck->first, stuck->second);
         ++stats.compensation_failed;
+      } else if (cancelled) {
+        co_await r.finish(status::cancelled, "", "", "cancelled");
+        ++stats.cancelled;
       } else {
         co_await r.finish(status::compensated, "", failure->first, failure->second);
         ++stats.compensated;

@@ -7,4 +7,5 @@ namespace sagaflow::sagas::scripts {
 const transport::script& start();
 const transport::script& take();
 const transport::script& append();
+const transport::script& cancel();
 }  // namespace sagaflow::sagas::scripts

@@ -599,3 +599,40 @@ TEST_F(sagas_test, a_crash_after_any_write_of_a_saga_with_a_remote_step_dispatch
       EXPECT_EQ(log.count(call), 1u) << call;
   }
 }
+
+// cancel(): the running step ends, no later step starts, and what completed is compensated.
+TEST_F(sagas_test, a_cancelled_saga_stops_after_its_running_step_and_compensates) {
+  ledger log;
+  bool release = false;
+  sagas::definition d;
+  d.name = "long";
+  d.run = [&](sagas::context& ctx) -> awaitable<json> {
+    for (int i = 1; i <= 3; ++i) {
+      std::string name = "step" + std::to_string(i);
+      sagas::action act = [&log, &release, name, i](const json& in) -> awaitable<json> {
+        log.calls.push_back("do:" + name);
+        while (i == 2 && !release) co_await sagaflow::sleep_for(5ms);
+        co_return in;
+      };
+      sagas::compensation undo = [&log, name](const json&, const json&) -> awaitable<void> {
+        log.calls.push_back("undo:" + name);
+        co_return;
+      };
+      co_await ctx.step(name, act, undo, ctx.input(), quick());
+    }
+    co_return json("done");
+  };
+  with_orchestrator({d}, quick_orchestrator(), [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("long", json(1));
+    CO_ASSERT_TRUE(co_await eventually([&] { return log.count("do:step2") == 1; }, 10s));
+    EXPECT_TRUE(co_await c.cancel(id));
+    release = true;
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::cancelled);
+    EXPECT_FALSE(co_await c.cancel(id)) << "a finished saga is not cancelled again";
+    EXPECT_FALSE(co_await c.cancel("no-such-saga"));
+  });
+  std::vector<std::string> expected{"do:step1", "do:step2", "undo:step2", "undo:step1"};
+  EXPECT_EQ(log.calls, expected);
+}

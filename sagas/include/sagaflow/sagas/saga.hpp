@@ -112,7 +112,7 @@ struct declared_step {
 };
 definition sequence(std::string name, std::vector<declared_step> steps, std::uint32_t version = 1);
 
-enum class status { running, completed, compensated, compensation_failed, parked };
+enum class status { running, completed, compensated, compensation_failed, parked, cancelled };
 std::string_view to_string(status s) noexcept;
 std::optional<status> status_from_string(std::string_view s) noexcept;
 
@@ -120,7 +120,7 @@ struct outcome {
   status state = status::running;
   json result;              // completed: what the body returned
   std::string failed_step;  // compensated, compensation_failed: the step that failed
-  std::string error;        // compensated, compensation_failed, parked: why
+  std::string error;        // compensated, compensation_failed, parked, cancelled: why
 };
 
 struct journal_entry {
@@ -161,6 +161,10 @@ class client {
   awaitable<std::optional<outcome>> wait(std::string_view saga_id, std::chrono::milliseconds timeout);
   // State and journal; nothing for an unknown (or expired) saga.
   awaitable<std::optional<saga_status>> status(std::string_view saga_id);
+  // Asks a running saga to stop: the step that runs ends, no later step starts, and the
+  // completed steps are compensated; the outcome is `cancelled` (or compensation_failed).
+  // False when the saga is not running (unknown, or finished).
+  awaitable<bool> cancel(std::string_view saga_id);
   // The ids of the sagas started under `correlation_id` (kept as long as a finished saga is).
   awaitable<std::vector<std::string>> find(std::string_view correlation_id);
 
@@ -185,7 +189,7 @@ struct orchestrator_options {
 };
 
 struct orchestrator_stats {
-  std::uint64_t started = 0, completed = 0, compensated = 0, compensation_failed = 0, parked = 0;
+  std::uint64_t started = 0, completed = 0, compensated = 0, compensation_failed = 0, parked = 0, cancelled = 0;
   std::uint64_t fenced = 0;  // sagas dropped because another orchestrator took them
   std::uint64_t writes = 0;  // journal appends
 };
