@@ -19,3 +19,18 @@ function(sagaflow_module name)
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
+
+# Embeds the Lua scripts `lua/<name>.lua` of the calling module as functions
+# `const transport::script& <name>()` in namespace `ns` (declared in src/scripts.hpp), in the
+# generated source `out`; editing a script reconfigures.
+function(sagaflow_embed_lua ns out)
+  set(embedded "// Generated from lua/*.lua by sagaflow_embed_lua (cmake/module.cmake): do not edit.\n#include \"scripts.hpp\"\n\nnamespace ${ns} {\n")
+  foreach(name IN LISTS ARGN)
+    set(file ${CMAKE_CURRENT_SOURCE_DIR}/lua/${name}.lua)
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${file})
+    file(READ ${file} source)
+    string(APPEND embedded "const transport::script& ${name}() {\n  static const transport::script s(R\"sagaflow_lua(${source})sagaflow_lua\");\n  return s;\n}\n")
+  endforeach()
+  string(APPEND embedded "}  // namespace ${ns}\n")
+  file(CONFIGURE OUTPUT ${out} CONTENT "${embedded}" @ONLY)
+endfunction()

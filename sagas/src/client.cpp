@@ -73,15 +73,7 @@ awaitable<std::optional<saga_status>> client::status(std::string_view saga_id) {
     else if (k == "version") s.version = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
   }
   s.current = outcome_of(snapshot);
-  auto reply = co_await commands_->call("XRANGE", keys.log, "-", "+");
-  for (auto& raw : reply.elements) {
-    if (raw.elements.size() != 2) continue;
-    transport::stream_entry e;
-    e.id = raw.elements[0].text;
-    auto& f = raw.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(f[i].text, f[i + 1].text);
-    s.history.push_back(decode_entry(e));
-  }
+  s.history = co_await read_journal(*commands_, keys);
   co_return s;
 }
 

@@ -35,6 +35,21 @@ journal_entry decode_entry(const transport::stream_entry& e) {
   return j;
 }
 
+awaitable<std::vector<journal_entry>> read_journal(transport::connection& c, const saga_keys& keys) {
+  auto reply = co_await c.call("XRANGE", keys.log, "-", "+");
+  std::vector<journal_entry> history;
+  history.reserve(reply.elements.size());
+  for (auto& raw : reply.elements) {
+    if (raw.elements.size() != 2) continue;
+    transport::stream_entry e;
+    e.id = raw.elements[0].text;
+    auto& f = raw.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(f[i].text, f[i + 1].text);
+    history.push_back(decode_entry(e));
+  }
+  co_return history;
+}
+
 awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
                        const fields& snapshot, std::chrono::milliseconds ttl) {
   std::string epoch_text = std::to_string(epoch), count = std::to_string(entry.size() * 2),

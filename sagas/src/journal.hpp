@@ -51,6 +51,8 @@ class unreplayable : public std::runtime_error {
 
 std::int64_t unix_now_ms();
 journal_entry decode_entry(const transport::stream_entry& e);
+// The saga's journal, oldest entry first (XRANGE - +).
+awaitable<std::vector<journal_entry>> read_journal(transport::connection& c, const saga_keys& keys);
 
 using fields = std::vector<std::pair<std::string, std::string>>;
 

@@ -315,16 +315,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
     if (why_parked.empty()) {
       try {
-        auto reply = co_await commands->call("XRANGE", keys.log, "-", "+");
-        std::vector<journal_entry> history;
-        for (auto& raw : reply.elements) {
-          if (raw.elements.size() != 2) continue;
-          transport::stream_entry e;
-          e.id = raw.elements[0].text;
-          auto& f = raw.elements[1].elements;
-          for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(f[i].text, f[i + 1].text);
-          history.push_back(decode_entry(e));
-        }
+        auto history = co_await read_journal(*commands, keys);
         r.replay(history);
       } catch (const unreplayable& e) {
         why_parked = e.what();

@@ -85,21 +85,7 @@ class sagas_test : public ::testing::Test {
   void with_orchestrator(std::vector<sagas::definition> defs, sagas::orchestrator_options options, Body body) {
     run([&]() -> awaitable<void> {
       auto ex = co_await asio::this_coro::executor;
-      auto conn = transport::connection::create(ex, server.config());
-      co_await conn->connect();
-      sagas::client client(conn, server.config());
-      sagas::orchestrator o(ex, server.config(), options);
-      for (auto& d : defs) o.add(d);
-      stop_source stop;
-      bool ended = false;
-      asio::co_spawn(ex, o.run(stop), [&](std::exception_ptr e) {
-        ended = true;
-        if (e) ADD_FAILURE() << "orchestrator failed";
-      });
-      co_await body(client, o, *conn);
-      stop.request_stop();
-      EXPECT_TRUE(co_await eventually([&] { return ended; }));
-      conn->close();
+      co_await orchestrate(ex, defs, options, body);
     }());
   }
 
@@ -135,6 +121,7 @@ class sagas_test : public ::testing::Test {
     });
   }
 
+  // The client, the orchestrator and `body` of with_orchestrator and with_service.
   template <typename Body>
   awaitable<void> orchestrate(asio::any_io_executor ex, std::vector<sagas::definition>& defs,
                               sagas::orchestrator_options options, Body& body) {
