@@ -138,8 +138,12 @@ awaitable<std::optional<outcome>> client::wait(std::string_view saga_id, std::ch
         if (auto* ev = e.find("e"); ev && *ev == "finished") finished = true;
       }
     if (finished) {
-      out = outcome_of(co_await transport::hgetall(*commands_, keys.snapshot));
-      break;
+      // A saga resumed after compensation_failed has an earlier finished entry: still running.
+      auto now = outcome_of(co_await transport::hgetall(*commands_, keys.snapshot));
+      if (now.state != status::running) {
+        out = std::move(now);
+        break;
+      }
     }
   }
   blocking->close();
