@@ -351,12 +351,13 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     std::uint32_t version = found == definitions.end() ? 0 : found->second.version;
     auto self = shared_from_this();
     detail::services services;
-    services.write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<bool> {
+    services.write = [self, keys, epoch, version](std::vector<fields> entries, fields snapshot,
+                                                  bool final) -> awaitable<bool> {
       self->before_write();
       snapshot.emplace_back("version", std::to_string(version));
       snapshot.emplace_back("updated_ms", std::to_string(unix_now_ms()));
       auto ttl = final ? self->options.retention : milliseconds(0);
-      auto cancel = co_await append(*self->commands, keys, epoch, entry, snapshot, ttl);
+      auto cancel = co_await append(*self->commands, keys, epoch, entries, snapshot, ttl);
       if (!cancel) throw fenced();
       self->wrote();
       co_return *cancel;
@@ -414,7 +415,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       }
     }
     if (!why_parked.empty()) {
-      log::warn("orchestrator", "saga ", saga_id, " (", name, ") parked: ", why_parked);
+      log::warn("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);
       ++stats.parked;
       co_return;
@@ -442,7 +443,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       failure.emplace("(body)", e.what());
     }
     if (!why_parked.empty()) {
-      log::warn("orchestrator", "saga ", saga_id, " (", name, ") parked: ", why_parked);
+      log::warn("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);
       ++stats.parked;
     } else if (!failure && !cancelled) {
@@ -451,7 +452,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     } else {
       auto stuck = co_await r.compensate();
       if (stuck) {
-        log::error("orchestrator", "saga ", saga_id, " (", name, "): compensation of step '", stuck->first,
+        log::error("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, "): compensation of step '", stuck->first,
                    "' failed for good: ", stuck->second, "; parked as compensation_failed");
         co_await r.finish(status::compensation_failed, "", stuck->first, stuck->second);
         ++stats.compensation_failed;
