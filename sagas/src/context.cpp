@@ -198,7 +198,8 @@ awaitable<std::vector<json>> run::all(std::vector<step_call> calls) {
   };
   std::vector<slot> slots(calls.size());
   auto abandon = std::make_shared<bool>(false);
-  wait_group branches(co_await boost::asio::this_coro::executor);
+  auto strand = co_await boost::asio::this_coro::executor;
+  wait_group branches(strand);
   ++parallel_;
   for (std::size_t i = 0; i < calls.size(); ++i) {
     auto branch = [](run& self, std::int64_t k, step_call& c, slot& out, std::shared_ptr<bool> abandon) -> awaitable<void> {

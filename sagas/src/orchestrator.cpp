@@ -82,6 +82,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   std::size_t waiting = 0;  // held sagas waiting for a reply or a timer
   bool frozen = false;      // the crash hook fired
   bool stopping = false;
+  bool abandoning = false;  // the grace is over: waiting sagas are dropped (taken over after the lease)
   wait_group sagas, loops;
   notifier slot_freed;
 
@@ -136,6 +137,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     while (sagas.running() > 0 && steady_clock::now() < grace) co_await sleep_for(milliseconds(10));
     if (sagas.running() > 0)
       log::warn("orchestrator", sagas.running(), " saga(s) still running after the grace; other orchestrators take them over");
+    abandoning = true;
     commands->close();
     wake_all();
     co_await sagas.wait();
@@ -289,6 +291,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
                                                              std::int64_t deadline_ms, bool may_leave) {
     for (;;) {
       if (frozen) throw crash_hook();
+      if (abandoning) throw std::runtime_error("the orchestrator stopped while the saga waited");
       if (auto it = h->replies.find(key); it != h->replies.end()) {
         auto reply = std::move(it->second);
         h->replies.erase(it);
@@ -304,6 +307,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   awaitable<void> await_until(std::shared_ptr<held> h, std::int64_t due_ms, bool may_leave) {
     for (;;) {
       if (frozen) throw crash_hook();
+      if (abandoning) throw std::runtime_error("the orchestrator stopped while the saga waited");
       auto left = due_ms - unix_now_ms();
       if (left <= 0) co_return;
       if (may_leave && (stopping || waiting >= options.max_waiting || milliseconds(left) > options.lease))
