@@ -263,8 +263,8 @@ step_record* run::recorded(std::int64_t k, const std::string& name) {
 }
 
 // A remote step is one task on `queue`, retried by its workers under `options` (its attempts are
-// the task's); the saga journals its dispatch and its outcome, and the reply comes back as a run
-// entry (tasks' reply_to is the run stream). The reply key is the step index, the idempotency
+// the task's); the saga journals its dispatch and its outcome, and the reply comes back to the
+// dispatching orchestrator's inbox (tasks' reply_to). The reply key is the step index, the idempotency
 // key the saga id and that index: a resumed saga dispatches again, which enqueues nothing while
 // the first task is known, and not at all when the reply is already there.
 awaitable<json> run::remote(std::string name, std::string queue, std::string task, std::string undo_task, json in,
