@@ -59,6 +59,7 @@ struct held {
   std::map<std::string, detail::remote_reply> replies;  // by reply key
   signal wake;
   bool resumed = false;  // started by a reply or a timer: it may have left before (a timer to remove)
+  std::size_t waiters = 0;  // its coroutines waiting (several inside ctx.all)
 };
 
 struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
@@ -383,10 +384,12 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
 
   // A held saga waits (it does not count against the concurrency meanwhile).
   awaitable<void> wait(const std::shared_ptr<held>& h, std::int64_t ms) {
-    ++waiting;
-    slot_freed.notify_all();
+    if (h->waiters++ == 0) {
+      ++waiting;
+      slot_freed.notify_all();
+    }
     co_await h->wake.wait_until(steady_clock::now() + milliseconds(ms));
-    --waiting;
+    if (--h->waiters == 0) --waiting;
   }
 
   awaitable<void> execute(const std::string& saga_id, const std::shared_ptr<held>& h) {
