@@ -57,6 +57,7 @@ struct held {
   explicit held(const asio::any_io_executor& ex) : wake(ex) {}
   std::vector<entry_ref> entries;
   std::map<std::string, detail::remote_reply> replies;  // by reply key
+  std::vector<transport::stream_entry> reply_entries;    // as received: handed on if this one is fenced
   signal wake;
   bool resumed = false;  // started by a reply or a timer: it may have left before (a timer to remove)
   std::size_t waiters = 0;  // its coroutines waiting (several inside ctx.all)
@@ -228,7 +229,10 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (fresh) h = std::make_shared<held>(strand);
     h->entries.push_back({from_inbox, e.id});
     auto* key = e.find("key");
-    if (key) h->replies.try_emplace(*key, detail::decode_reply(e));
+    if (key) {
+      h->replies.try_emplace(*key, detail::decode_reply(e));
+      h->reply_entries.push_back(e);
+    }
     if (fresh) {
       h->resumed = key || e.find("timer");
       sagas.spawn(run_saga(*id, h), "saga " + *id);
@@ -313,7 +317,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     ++stats.started;
     for (;;) {
       std::optional<std::int64_t> left;
-      bool dropped = true;
+      bool dropped = true, hand_on = false;
       try {
         co_await execute(saga_id, h);
         dropped = false;
@@ -323,10 +327,15 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       } catch (const fenced&) {
         ++stats.fenced;
         log::warn("orchestrator", "saga ", saga_id, ": another orchestrator holds it now; dropped here");
+        hand_on = true;
       } catch (const crash_hook&) {
       } catch (const std::exception& e) {
         log::error("orchestrator", "saga ", saga_id, " stopped: ", log::error_text(e),
                    "; it is taken over after the lease");
+      }
+      if (hand_on) {
+        co_await hand_on_replies(saga_id, *h);
+        break;
       }
       if (dropped) break;  // its entries stay pending: recovered after the lease
       try {
@@ -351,6 +360,40 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
     running.erase(saga_id);
     slot_freed.notify_all();
+  }
+
+  // The saga is held elsewhere now (this one was fenced): the replies this one received (maybe
+  // taken but not journaled) go to the run stream for the holder to find, and every entry held
+  // here is acknowledged; the holder has entries of its own. A reply it already journaled is
+  // ignored there.
+  awaitable<void> hand_on_replies(const std::string& saga_id, held& h) {
+    try {
+      before_write();
+      transport::request req;
+      for (auto& e : h.reply_entries) {
+        std::vector<transport::field_view> fields;
+        for (auto& [k, v] : e.fields) fields.push_back({k, v});
+        transport::add_xadd(req, stream, fields);
+      }
+      std::vector<std::string> run_ids, inbox_ids;
+      for (auto& e : h.entries) (e.inbox ? inbox_ids : run_ids).push_back(e.id);
+      if (!run_ids.empty()) {
+        transport::add_xack(req, stream, run_group, run_ids);
+        transport::add_xdel(req, stream, run_ids);
+      }
+      if (!inbox_ids.empty()) {
+        transport::add_xack(req, inbox, run_group, inbox_ids);
+        transport::add_xdel(req, inbox, inbox_ids);
+      }
+      auto replies = co_await commands->exec(std::move(req));
+      for (auto& r : replies)
+        if (r.is_error()) throw transport::server_error("handing on replies", r.text);
+      wrote();
+    } catch (const std::exception& e) {
+      if (!frozen)
+        log::warn("orchestrator", "saga ", saga_id, ": handing on its replies failed: ", log::error_text(e),
+                  "; they are recovered after the lease");
+    }
   }
 
   awaitable<std::optional<detail::remote_reply>> await_reply(std::shared_ptr<held> h, std::string key,
