@@ -75,7 +75,9 @@ workers+=($!)
 waited=0
 "$orders/orders-client" wait --timeout-s 60 --interval-ms 500 || waited=$?
 "$orders/orders-client" summary
-example=$("$orders/orders-client" list --status compensated --limit 1)
+# Preferably one whose last step failed: two steps undone in reverse order.
+example=$("$orders/orders-client" list --status compensated --failed-step ship --limit 1)
+[ -n "$example" ] || example=$("$orders/orders-client" list --status compensated --limit 1)
 if [ -n "$example" ]; then
   echo "the journal of a compensated saga:"
   "$orders/orders-client" history "$example"

@@ -1,6 +1,6 @@
 // orders-client: starts order sagas and reports on them (progress, summary, one saga's history).
 //   orders-client [--redis URL] start --count N [--prefix-id X] | wait [--timeout-s N] [--interval-ms N]
-//                 | summary | list --status S [--limit N] | history <saga-id>
+//                 | summary | list --status S [--failed-step STEP] [--limit N] | history <saga-id>
 #include "common.hpp"
 
 #include <sagaflow/engine/log.hpp>
@@ -34,7 +34,7 @@ const orders::program me{"orders-client",
                          "usage: orders-client [--redis URL] start --count N [--prefix-id X]\n"
                          "       orders-client [--redis URL] wait [--timeout-s N] [--interval-ms N]\n"
                          "       orders-client [--redis URL] summary\n"
-                         "       orders-client [--redis URL] list --status STATUS [--limit N]\n"
+                         "       orders-client [--redis URL] list --status STATUS [--failed-step STEP] [--limit N]\n"
                          "       orders-client [--redis URL] history SAGA-ID\n"};
 
 constexpr const char* help_text =
@@ -48,7 +48,8 @@ constexpr const char* help_text =
     "  summary                counts by outcome, the failed steps, task retries, dead letters, remote\n"
     "                         step executions, and sagas per second\n"
     "  list --status STATUS   the ids of the sagas in STATUS (running, completed, compensated, ...),\n"
-    "                         at most --limit N (default: all)\n"
+    "                         at most --limit N (default: all); with --failed-step STEP, only those\n"
+    "                         whose step STEP failed (validate, reserve, charge, ship)\n"
     "  history SAGA-ID        the saga's journal: time, event, step, attempt, value\n"
     "\n"
     "  --redis URL            Redis to use (default: $SAGAFLOW_REDIS_URL, else redis://127.0.0.1:6379)\n"
@@ -67,6 +68,7 @@ struct command_line {
   std::string prefix_id = "order";
   long timeout_s = 60, interval_ms = 500;
   std::string status;  // list
+  std::string failed_step;
   long limit = 0;      // list; 0: all
 };
 
@@ -98,7 +100,8 @@ command_line parse(int argc, char** argv) {
     else if (arg == "--status") {
       c.status = value();
       if (!sagas::status_from_string(c.status)) me.usage_error("--status must be running, completed, compensated, compensation_failed, parked or cancelled, not '" + c.status + "'");
-    } else if (arg == "--limit") c.limit = me.number(arg, value(), 1, 1'000'000'000);
+    } else if (arg == "--failed-step") c.failed_step = value();
+    else if (arg == "--limit") c.limit = me.number(arg, value(), 1, 1'000'000'000);
     else if (arg.starts_with("-")) me.usage_error("unknown flag '" + arg + "'");
     else if (c.command.empty()) c.command = arg;
     else if (c.command == "history" && c.saga_id.empty()) c.saga_id = arg;
@@ -107,7 +110,7 @@ command_line parse(int argc, char** argv) {
   }
   static const std::map<std::string, std::vector<std::string>> allowed{
       {"start", {"--count", "--prefix-id"}}, {"wait", {"--timeout-s", "--interval-ms"}}, {"summary", {}},
-      {"list", {"--status", "--limit"}}, {"history", {}}};
+      {"list", {"--status", "--failed-step", "--limit"}}, {"history", {}}};
   if (c.command.empty()) me.usage_error("which command: start, wait, summary, list or history?");
   auto found = allowed.find(c.command);
   if (found == allowed.end()) me.usage_error("unknown command '" + c.command + "'");
@@ -291,7 +294,7 @@ awaitable<int> list(transport::connection& c, const command_line& cl) {
   auto rows = co_await read_sagas(c);
   long shown = 0;
   for (auto& r : rows) {
-    if (r.status != cl.status) continue;
+    if (r.status != cl.status || (!cl.failed_step.empty() && r.failed_step != cl.failed_step)) continue;
     std::cout << r.id << "\n";
     if (++shown == cl.limit) break;
   }

@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
   auto cfg = me.redis(url);
 
   sagas::orchestrator_stats stats;
+  bool ran = false;  // Redis was reached: there is something to report
   int status = orders::run_until_signal(me, [&](sagaflow::stop_source stop) -> awaitable<void> {
     auto ex = co_await boost::asio::this_coro::executor;
     // Redis reached first, on a connection that a stop interrupts: a SIGTERM while Redis does not
@@ -121,6 +122,7 @@ int main(int argc, char** argv) {
     if (!connected) co_return;
     sagas::orchestrator o(ex, cfg, options);
     o.add(order_saga());
+    ran = true;
     sagaflow::log::info(me.name, "running the order saga");
     try {
       co_await o.run(stop);
@@ -130,8 +132,9 @@ int main(int argc, char** argv) {
     }
     stats = o.stats();
   });
-  std::cout << me.name << ": sagas started " << stats.started << ", completed " << stats.completed << ", compensated "
-            << stats.compensated << ", compensation_failed " << stats.compensation_failed << ", parked " << stats.parked
-            << ", cancelled " << stats.cancelled << ", fenced " << stats.fenced << std::endl;
+  if (ran)
+    std::cout << me.name << ": sagas started " << stats.started << ", completed " << stats.completed << ", compensated "
+              << stats.compensated << ", compensation_failed " << stats.compensation_failed << ", parked "
+              << stats.parked << ", cancelled " << stats.cancelled << ", fenced " << stats.fenced << std::endl;
   return status;
 }

@@ -41,8 +41,10 @@ using clock_type = std::chrono::steady_clock;
 class program {
  public:
   program(const redis_server& server, const std::string& bin, const std::vector<std::string>& flags)
-      : log_(server.dir() / (std::filesystem::path(bin).filename().string() + "-" + std::to_string(counter_++) + ".log")) {
-    std::vector<std::string> args{bin, "--redis", server.url()};
+      : program(server.url(), server.dir(), bin, flags) {}
+  program(const std::string& url, const std::filesystem::path& dir, const std::string& bin, const std::vector<std::string>& flags)
+      : log_(dir / (std::filesystem::path(bin).filename().string() + "-" + std::to_string(counter_++) + ".log")) {
+    std::vector<std::string> args{bin, "--redis", url};
     args.insert(args.end(), flags.begin(), flags.end());
     int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw std::runtime_error("cannot open " + log_.string());
@@ -361,6 +363,60 @@ TEST_F(saga_process_test, an_orchestrator_paused_past_its_lease_writes_nothing_t
     for (auto& [step, n] : compensated) EXPECT_EQ(n, 1) << "step " << step << " compensated " << n << " times";
   }
   stop_services();
+}
+
+// The programs' command lines: --help, bad flags (exit 2 with the reason and the usage, before
+// touching Redis: the URL is a closed port), an unreachable Redis (exit 1, the reason).
+TEST(saga_cli_test, help_bad_flags_and_an_unreachable_redis) {
+  auto dir = std::filesystem::temp_directory_path() / ("sagaflow-orders-cli-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string closed = "redis://127.0.0.1:1";
+  struct run_case {
+    std::string bin;
+    std::vector<std::string> args;
+    int status;
+    std::string says;
+  };
+  std::vector<run_case> cases;
+  for (auto* b : {"orders-inventory", "orders-payments", "orders-shipping", "orders-orchestrator", "orders-client"}) {
+    if (!std::filesystem::exists(bin(b))) GTEST_SKIP() << bin(b) << " is not built";
+    cases.push_back({b, {"--help"}, 0, std::string("usage: ") + b});
+    cases.push_back({b, {"--bogus"}, 2, "unknown flag '--bogus'"});
+  }
+  for (auto* b : {"orders-inventory", "orders-payments", "orders-shipping", "orders-orchestrator"})
+    cases.push_back({b, {}, 1, "Connection refused"});
+  const std::vector<run_case> more{
+      {"orders-payments", {"--fail-rate", "1.5"}, 2, "--fail-rate needs a fraction from 0 to 1"},
+      {"orders-payments", {"--transient-rate", "x"}, 2, "--transient-rate needs a fraction"},
+      {"orders-inventory", {"--concurrency", "0"}, 2, "--concurrency needs a whole number"},
+      {"orders-shipping", {"--work-ms"}, 2, "--work-ms needs a value"},
+      {"orders-orchestrator", {"--lease-ms", "50"}, 2, "--lease-ms needs a whole number from 100"},
+      {"orders-client", {}, 2, "which command"},
+      {"orders-client", {"frobnicate"}, 2, "unknown command 'frobnicate'"},
+      {"orders-client", {"start"}, 2, "start needs --count"},
+      {"orders-client", {"start", "--count", "10x"}, 2, "--count needs a whole number"},
+      {"orders-client", {"wait", "--count", "5"}, 2, "--count is not a flag of 'wait'"},
+      {"orders-client", {"list", "--status", "done"}, 2, "--status must be"},
+      {"orders-client", {"history"}, 2, "history needs a saga id"},
+      {"orders-client", {"summary"}, 1, "Connection refused"},
+  };
+  cases.insert(cases.end(), more.begin(), more.end());
+  for (auto& c : cases) {
+    std::string shown = c.bin;
+    for (auto& a : c.args) shown += " '" + a + "'";
+    SCOPED_TRACE(shown);
+    program p(closed, dir, bin(c.bin.c_str()), c.args);
+    EXPECT_EQ(p.wait(30s), c.status) << p.log();
+    auto log = p.log();
+    EXPECT_NE(log.find(c.says), std::string::npos) << log;
+    if (c.status == 2) {
+      EXPECT_NE(log.find("usage: " + c.bin), std::string::npos) << log;
+    }
+    if (c.status == 1) {
+      EXPECT_EQ(log.find("[system:"), std::string::npos) << "a plain reason:\n" << log;
+    }
+  }
+  std::filesystem::remove_all(dir);
 }
 
 #else
