@@ -1,7 +1,6 @@
 -- Appends one journal entry and updates the snapshot with it, atomically, if the caller still
 -- holds the saga (fencing): a stale epoch changes nothing.
--- KEYS[1] the snapshot hash, KEYS[2] the journal stream, KEYS[3..] more keys of the saga that
--- expire with it (its inbox)
+-- KEYS[1] the snapshot hash, KEYS[2] the journal stream
 -- ARGV[1] epoch, ARGV[2] n: the entry's field count (pairs x 2), ARGV[3 .. 2+n] the entry's
 -- fields, then snapshot field/value pairs; the last argument is a TTL in ms for both keys
 -- (0: none; set when the saga finishes).
