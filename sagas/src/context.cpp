@@ -168,13 +168,14 @@ awaitable<json> run::local_at(std::int64_t k, std::string name, action act, comp
     fields started{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", input_json}};
     fields current{{"step", name}};
     co_await write("step_started", std::move(started), std::move(current));
+    if (cancel_requested) throw saga_cancelled();  // learnt with this append: the action does not run
     json result;
     bool permanent = false;
     auto call = [&]() -> awaitable<void> { result = co_await act(in); };
     auto error = co_await attempt(call, options.timeout, permanent);
     if (!error) {
       fields completed{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", boost::json::serialize(result)}};
-      co_await write("step_completed", std::move(completed));
+      defer("step_completed", std::move(completed));
       done_.push_back({k, name, std::move(undo), std::move(in), result, options, {}, {}});
       co_return result;
     }
@@ -197,7 +198,8 @@ awaitable<std::vector<json>> run::all(std::vector<step_call> calls) {
   };
   std::vector<slot> slots(calls.size());
   auto abandon = std::make_shared<bool>(false);
-  wait_group branches(co_await boost::asio::this_coro::executor);
+  auto strand = co_await boost::asio::this_coro::executor;
+  wait_group branches(strand);
   ++parallel_;
   for (std::size_t i = 0; i < calls.size(); ++i) {
     auto branch = [](run& self, std::int64_t k, step_call& c, slot& out, std::shared_ptr<bool> abandon) -> awaitable<void> {
@@ -245,7 +247,10 @@ awaitable<void> run::sleep(std::chrono::milliseconds d) {
   auto due_text = co_await value(std::to_string(unix_now_ms() + d.count()));
   std::int64_t due = 0;
   std::from_chars(due_text.data(), due_text.data() + due_text.size(), due);
-  if (due > unix_now_ms()) co_await services_.await_until(due, parallel_ == 0);
+  if (due > unix_now_ms()) {
+    co_await flush();
+    co_await services_.await_until(due, parallel_ == 0);
+  }
 }
 
 step_record* run::recorded(std::int64_t k, const std::string& name) {
@@ -258,8 +263,8 @@ step_record* run::recorded(std::int64_t k, const std::string& name) {
 }
 
 // A remote step is one task on `queue`, retried by its workers under `options` (its attempts are
-// the task's); the saga journals its dispatch and its outcome, and the reply comes back as a run
-// entry (tasks' reply_to is the run stream). The reply key is the step index, the idempotency
+// the task's); the saga journals its dispatch and its outcome, and the reply comes back to the
+// dispatching orchestrator's inbox (tasks' reply_to). The reply key is the step index, the idempotency
 // key the saga id and that index: a resumed saga dispatches again, which enqueues nothing while
 // the first task is known, and not at all when the reply is already there.
 awaitable<json> run::remote(std::string name, std::string queue, std::string task, std::string undo_task, json in,
@@ -287,12 +292,14 @@ awaitable<json> run::remote_at(std::int64_t k, std::string name, std::string que
     fields dispatched{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(in)}, {"q", queue}, {"x", task}};
     fields current{{"step", name}};
     co_await write("step_started", std::move(dispatched), std::move(current));
+    if (cancel_requested) throw saga_cancelled();  // learnt with this append: nothing is dispatched
   }
   if (!services_.has_reply(k_text)) co_await services_.dispatch(queue, task, in, k_text, options);
+  co_await flush();  // a sibling's completion (ctx.all), before this one waits
   auto reply = co_await services_.await_reply(k_text, reply_deadline(started_ms, options), parallel_ == 0);
   if (reply && reply->completed) {
     fields completed{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(reply->result)}};
-    co_await write("step_completed", std::move(completed));
+    defer("step_completed", std::move(completed));
     done_.push_back({k, name, {}, std::move(in), reply->result, options, queue, undo_task});
     co_return reply->result;
   }
@@ -315,6 +322,7 @@ awaitable<std::optional<std::string>> run::undo_remote(const done_step& d) {
     json args = {{"input", d.input}, {"result", d.result}};
     co_await services_.dispatch(d.undo_queue, d.undo_task, args, key, d.options);
   }
+  co_await flush();
   auto reply = co_await services_.await_reply(key, reply_deadline(unix_now_ms(), d.options), parallel_ == 0);
   if (reply && reply->completed) co_return std::nullopt;
   co_return reply ? reply->error : "no reply from queue '" + d.undo_queue + "' in time";

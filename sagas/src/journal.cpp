@@ -54,15 +54,24 @@ awaitable<std::vector<journal_entry>> read_journal(transport::connection& c, con
   co_return decode_journal(reply);
 }
 
-awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
-                       const fields& snapshot, std::chrono::milliseconds ttl) {
-  std::string epoch_text = std::to_string(epoch), count = std::to_string(entry.size() * 2),
-              ttl_text = std::to_string(ttl.count());
-  std::vector<std::string_view> args{epoch_text, count};
-  args.reserve(3 + 2 * (entry.size() + snapshot.size()));
-  for (auto& [k, v] : entry) {
-    args.push_back(k);
-    args.push_back(v);
+awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch,
+                                      const std::vector<fields>& entries, const fields& snapshot,
+                                      std::chrono::milliseconds ttl) {
+  std::string epoch_text = std::to_string(epoch), ttl_text = std::to_string(ttl.count());
+  std::vector<std::string> counts;
+  counts.reserve(entries.size() + 1);
+  counts.push_back(std::to_string(entries.size()));
+  for (auto& e : entries) counts.push_back(std::to_string(e.size() * 2));
+  std::vector<std::string_view> args{epoch_text, counts[0]};
+  std::size_t n = 3 + 2 * snapshot.size();
+  for (auto& e : entries) n += 1 + 2 * e.size();
+  args.reserve(n);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    args.push_back(counts[i + 1]);
+    for (auto& [k, v] : entries[i]) {
+      args.push_back(k);
+      args.push_back(v);
+    }
   }
   for (auto& [k, v] : snapshot) {
     args.push_back(k);
@@ -143,14 +152,28 @@ void run::replay(const std::vector<journal_entry>& history) {
   }
 }
 
-awaitable<void> run::write(std::string event, fields more, fields snapshot, bool final) {
+void run::defer(std::string event, fields more) {
   fields entry;
   entry.reserve(more.size() + 3);
   entry.emplace_back("e", std::move(event));
   entry.emplace_back("c", correlation_id);
   entry.emplace_back("t", std::to_string(unix_now_ms()));
   for (auto& f : more) entry.push_back(std::move(f));
-  if (co_await services_.write(std::move(entry), std::move(snapshot), final)) cancel_requested = true;
+  deferred_.push_back(std::move(entry));
+}
+
+awaitable<void> run::write(std::string event, fields more, fields snapshot, bool final) {
+  defer(std::move(event), std::move(more));
+  std::vector<fields> entries;
+  entries.swap(deferred_);
+  if (co_await services_.write(std::move(entries), std::move(snapshot), final)) cancel_requested = true;
+}
+
+awaitable<void> run::flush() {
+  if (deferred_.empty()) co_return;
+  std::vector<fields> entries;
+  entries.swap(deferred_);
+  if (co_await services_.write(std::move(entries), {}, false)) cancel_requested = true;
 }
 
 awaitable<std::string> run::value(std::string fresh) {

@@ -24,6 +24,13 @@ inline std::string run_stream(std::string_view prefix) { return std::string(pref
 // Timers of the sagas that left their orchestrator while waiting: saga id -> due unix ms. In the
 // run stream's slot, so that due.lua moves a due one into the stream atomically.
 inline std::string timers_key(std::string_view prefix) { return std::string(prefix) + ":{sagas}:timers"; }
+// An orchestrator's inbox: the replies of the remote steps it dispatched (read with the run
+// stream, in the same group). The registry (orchestrator -> last heartbeat ms) tells the others
+// when it went silent, so that they adopt its inbox.
+inline std::string inbox_key(std::string_view prefix, std::string_view orchestrator) {
+  return std::string(prefix) + ":{sagas}:inbox:" + std::string(orchestrator);
+}
+inline std::string registry_key(std::string_view prefix) { return std::string(prefix) + ":{sagas}:orchestrators"; }
 // The ids of the sagas started under a correlation id: a set in a slot of its own.
 inline std::string correlation_key(std::string_view prefix, std::string_view correlation) {
   return std::string(prefix) + ":corr:{" + std::string(correlation) + "}";
@@ -67,10 +74,11 @@ std::vector<journal_entry> decode_journal(transport::resp::value& xrange);
 
 using fields = std::vector<std::pair<std::string, std::string>>;
 
-// append.lua: the entry and the snapshot fields, if `epoch` still holds the saga. Returns
+// append.lua: the entries and the snapshot fields, if `epoch` still holds the saga. Returns
 // nothing when it does not (fenced), else whether a cancel was asked for.
-awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
-                       const fields& snapshot, std::chrono::milliseconds ttl);
+awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch,
+                                      const std::vector<fields>& entries, const fields& snapshot,
+                                      std::chrono::milliseconds ttl);
 
 namespace detail {
 
@@ -95,9 +103,9 @@ struct done_step {
   std::string undo_queue, undo_task;  // a remote compensation
 };
 
-// Writes one journal entry (and snapshot fields); throws fenced or crash_hook. Returns whether a
-// cancel was asked for.
-using writer = std::function<awaitable<bool>(fields entry, fields snapshot, bool final)>;
+// Appends journal entries (and snapshot fields) atomically; throws fenced or crash_hook.
+// Returns whether a cancel was asked for.
+using writer = std::function<awaitable<bool>(std::vector<fields> entries, fields snapshot, bool final)>;
 
 // What a remote step's task answered: its result, or why it died.
 struct remote_reply {
@@ -158,7 +166,13 @@ class run {
  private:
   // A step of ctx.all learns that a sibling failed for good: it starts no new attempt.
   struct sibling_failed {};
+  // Appends an entry (with the deferred ones before it).
   awaitable<void> write(std::string event, fields more, fields snapshot = {}, bool final = false);
+  // An entry for the next append: a step's completion travels with the next step's start, the
+  // next wait or the finish, so a step costs one round trip. A crash before that append runs the
+  // step again, as a crash between its action and its journal entry would.
+  void defer(std::string event, fields more);
+  awaitable<void> flush();  // the deferred entries, before the saga waits
   // The journal's record of step `k` called `name`, if any; throws unreplayable on a mismatch.
   step_record* recorded(std::int64_t k, const std::string& name);
   awaitable<json> local_at(std::int64_t k, std::string name, action act, compensation undo, json input,
@@ -182,6 +196,7 @@ class run {
   std::int64_t next_step_ = 0;
   int parallel_ = 0;                        // inside ctx.all: the saga stays (no saga_left)
   std::vector<done_step> done_;             // completed steps
+  std::vector<fields> deferred_;            // entries for the next append
 };
 
 }  // namespace detail

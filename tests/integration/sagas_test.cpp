@@ -836,3 +836,85 @@ TEST_F(sagas_test, sagas_that_leave_while_waiting_resume_on_their_reply_or_fail_
   EXPECT_EQ(log.count("do:ship"), 1u);
   EXPECT_EQ(log.count("undo:reserve"), 1u);
 }
+
+// Two orchestrators at once: every remote step's reply goes to the inbox of the orchestrator that
+// dispatched it, so sagas are neither taken over nor run twice, and the work is shared.
+TEST_F(sagas_test, two_orchestrators_share_sagas_with_remote_steps_without_taking_them_from_each_other) {
+  ledger log;
+  constexpr int count = 40;
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    sagaflow::tasks::worker_options wo;
+    wo.queues = {sagaflow::tasks::queue_config{"payments", 1}};
+    wo.concurrency = 8;
+    sagaflow::tasks::worker w(ex, server.config(), wo);
+    payments_service(w, log);
+    auto conn = transport::connection::create(ex, server.config());
+    co_await conn->connect();
+    sagas::client client(conn, server.config());
+    std::vector<std::unique_ptr<sagas::orchestrator>> orchestrators;
+    for (int i = 0; i < 2; ++i) {
+      orchestrators.push_back(std::make_unique<sagas::orchestrator>(ex, server.config(), quick_orchestrator()));
+      orchestrators.back()->add(checkout_saga(log, false));
+    }
+    stop_source stop;
+    int ended = 0;
+    asio::co_spawn(ex, w.run(stop), [&](std::exception_ptr) { ++ended; });
+    for (auto& o : orchestrators) asio::co_spawn(ex, o->run(stop), [&](std::exception_ptr) { ++ended; });
+    std::vector<std::string> ids;
+    for (int i = 0; i < count; ++i) ids.push_back(co_await client.start("checkout", json(i)));
+    for (auto& id : ids) {
+      auto done = co_await client.wait(id, 20s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::completed);
+    }
+    for (auto& o : orchestrators) {
+      EXPECT_EQ(o->stats().fenced, 0u) << "no saga was taken from the orchestrator holding it";
+      EXPECT_GT(o->stats().completed, 0u) << "both orchestrators took sagas";
+    }
+    EXPECT_EQ(orchestrators[0]->stats().completed + orchestrators[1]->stats().completed, std::uint64_t(count));
+    EXPECT_EQ(orchestrators[0]->stats().started + orchestrators[1]->stats().started, std::uint64_t(count))
+        << "each saga was taken once: its reply came back to the orchestrator holding it";
+    for (auto& id : ids) {
+      auto epoch = co_await conn->call("HGET", "sf:{saga:" + id + "}", "epoch");
+      EXPECT_EQ(epoch.text, "1") << id;
+    }
+    stop.request_stop();
+    EXPECT_TRUE(co_await eventually([&] { return ended == 3; }));
+    conn->close();
+  }());
+  EXPECT_EQ(log.count("do:charge"), std::size_t(count));
+  EXPECT_EQ(log.count("do:reserve"), std::size_t(count));
+}
+
+// A saga waiting for replies does not hold a concurrency slot, however many of its steps wait:
+// with concurrency 1, a saga whose two parallel remote steps wait still gets their replies (the
+// reader keeps reading), and a second saga runs meanwhile.
+TEST_F(sagas_test, waiting_parallel_steps_do_not_hold_the_orchestrators_concurrency) {
+  ledger log;
+  sagas::definition d;
+  d.name = "pair";
+  d.run = [](sagas::context& ctx) -> awaitable<json> {
+    sagas::remote_step charge{.queue = "payments", .task = "charge"};
+    std::vector<sagas::step_call> calls;
+    calls.push_back(sagas::remote_call("first", charge, ctx.input(), quick()));
+    calls.push_back(sagas::remote_call("second", charge, json(ctx.input().as_int64() + 1), quick()));
+    auto results = co_await ctx.all(std::move(calls));
+    co_return json(results.at(0).as_int64() + results.at(1).as_int64());
+  };
+  auto options = quick_orchestrator();
+  options.concurrency = 1;
+  with_service({d}, options, [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+               [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto a = co_await c.start("pair", json(1));
+    auto b = co_await c.start("pair", json(10));
+    std::vector<std::pair<std::string, int>> expected{{a, 203}, {b, 221}};
+    for (auto& [id, sum] : expected) {
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::completed);
+      EXPECT_EQ(done->result, json(sum));
+    }
+  });
+  EXPECT_EQ(log.count("do:charge"), 4u);
+}
