@@ -300,7 +300,7 @@ int run_sagas_worker(std::span<const std::string_view> args) {
 namespace {
 
 struct sagas_options {
-  std::uint64_t sagas = 30'000;         // local sagas per round (plain and AOF)
+  std::uint64_t sagas = 20'000;         // local sagas per round (plain and AOF)
   std::uint64_t remote_sagas = 10'000;  // remote sagas per round
   std::uint64_t inflight = 512;         // start() calls in flight (pipelined on one connection)
   std::uint64_t concurrency = 1024;     // the orchestrator's orchestrator_options::concurrency
@@ -344,6 +344,14 @@ void report(const phase_result& r) {
                  1e6 * r.orchestrator_cpu / static_cast<double>(r.sagas),
                  1e6 * r.client_cpu / static_cast<double>(r.sagas));
   if (!r.server_detail.empty()) std::fprintf(stderr, "      redis-server per saga: %s\n", r.server_detail.c_str());
+}
+
+// One line of at most `max` characters, for a child's report or an error in the table.
+std::string shorten(std::string text, std::size_t max) {
+  for (auto& c : text)
+    if (c == '\n') c = ' ';
+  if (text.size() > max) text = text.substr(0, max - 3) + "...";
+  return text;
 }
 
 void keep_best(phase_result& best, phase_result r) {
@@ -625,9 +633,9 @@ struct rss_result {
 };
 
 // `rss_sagas` remote sagas in a fresh orchestrator process while no worker consumes their tasks:
-// once every one has dispatched its first step (the first queue holds that many tasks), they all
-// wait on it; the orchestrator's VmHWM then is its peak with that many in flight. A worker then
-// lets them finish.
+// once every one has dispatched its first step (the first queue holds that many tasks) and the
+// orchestrator is idle, they all wait on it; the orchestrator's VmHWM then is its peak with that
+// many in flight. A worker then lets them finish.
 rss_result rss_run(session& s, std::uint16_t port, const sagas_options& o) {
   rss_result out;
   orchestrator_child orch(port, std::max(o.concurrency, o.rss_sagas + 64));
@@ -651,7 +659,13 @@ rss_result rss_run(session& s, std::uint16_t port, const sagas_options& o) {
     std::this_thread::sleep_for(10ms);
   }
   out.dispatch_seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
-  std::this_thread::sleep_for(500ms);  // each dispatched saga settles into its wait
+  // A dispatched saga may still be setting up its wait (today: connecting a connection of its
+  // own): they all wait once the orchestrator is idle (under 10 ms of CPU in 200 ms).
+  for (auto settle_until = clock_type::now() + 30s; clock_type::now() < settle_until;) {
+    double before = cpu_seconds_of(orch.pid());
+    std::this_thread::sleep_for(200ms);
+    if (cpu_seconds_of(orch.pid()) - before < 0.010) break;
+  }
   out.hwm_mb = proc_status_kb(orch.pid(), "VmHWM") / 1024;
   out.rss_mb = proc_status_kb(orch.pid(), "VmRSS") / 1024;
   out.clients = std::stoll(info_field(s.info("clients"), "connected_clients"));
@@ -664,25 +678,43 @@ rss_result rss_run(session& s, std::uint16_t port, const sagas_options& o) {
                static_cast<unsigned long long>(o.rss_sagas), out.dispatch_seconds, out.hwm_mb, out.rss_mb,
                static_cast<long long>(out.clients), static_cast<long long>(rejected),
                static_cast<unsigned long long>(v.started), static_cast<unsigned long long>(v.finished));
-  auto drain_start = clock_type::now();
-  auto worker = start_worker(s, port, o);
-  std::exception_ptr drain_failure;
-  try {
-    orch.wait_finished(o.rss_sagas, 120s);
-    out.drain_seconds = std::chrono::duration<double>(clock_type::now() - drain_start).count();
-    std::fprintf(stderr, "  then finished in %.3f s once a worker consumed their tasks (VmHWM now %.1f MB)\n",
-                 out.drain_seconds, proc_status_kb(orch.pid(), "VmHWM") / 1024);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "  then did not all finish: %s\n", e.what());
+  // Why the figure cannot stand, if it cannot: kept while the sagas are let finish.
+  std::string problem;
+  if (rejected > 0) {
+    auto maxclients = s.call(transport::request().push("CONFIG", "GET", "maxclients"));
+    problem = "redis-server refused " + std::to_string(rejected) + " connections (maxclients " +
+              (maxclients.elements.size() == 2 ? maxclients.elements[1].text : std::string("?")) + ", " +
+              std::to_string(out.clients) + " connected) while " + std::to_string(o.rss_sagas) +
+              " sagas waited on a remote step; orchestrator VmHWM then " + fixed(out.hwm_mb, 1) + " MB";
   }
-  worker->signal(SIGTERM);
-  worker->finish(30s);
+  if (v.finished > 0)
+    problem += std::string(problem.empty() ? "" : "; ") + std::to_string(v.finished) +
+               " saga(s) finished before any of their tasks ran";
+  auto drain_start = clock_type::now();
+  try {
+    auto worker = start_worker(s, port, o);
+    try {
+      orch.wait_finished(o.rss_sagas, 120s);
+      out.drain_seconds = std::chrono::duration<double>(clock_type::now() - drain_start).count();
+      std::fprintf(stderr, "  then finished in %.3f s once a worker consumed their tasks (VmHWM now %.1f MB)\n",
+                   out.drain_seconds, proc_status_kb(orch.pid(), "VmHWM") / 1024);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  then did not all finish: %s\n", e.what());
+    }
+    worker->signal(SIGTERM);
+    std::fprintf(stderr, "  worker: %s\n", shorten(worker->finish(30s), 200).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  the worker that would let them finish failed: %s\n", e.what());
+    if (problem.empty()) problem = std::string("letting them finish failed: ") + e.what();
+  }
   s.worker_pid = -1;
-  orch.stop();
+  try {
+    std::fprintf(stderr, "  orchestrator: %s\n", shorten(orch.stop(), 300).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  orchestrator did not stop cleanly: %s\n", e.what());
+  }
   s.orchestrator_pid = -1;
-  if (rejected > 0)
-    throw std::runtime_error("redis-server rejected " + std::to_string(rejected) +
-                             " connections while the sagas waited (VmHWM " + fixed(out.hwm_mb, 1) + " MB)");
+  if (!problem.empty()) throw std::runtime_error(problem);
   return out;
 }
 
@@ -696,13 +728,6 @@ std::optional<figure_failure> attempt(std::string_view what, F measure) {
     std::fprintf(stderr, "  %s FAILED: %s\n", std::string(what).c_str(), e.what());
     return figure_failure{e.what()};
   }
-}
-
-std::string shorten(std::string text, std::size_t max) {
-  for (auto& c : text)
-    if (c == '\n') c = ' ';
-  if (text.size() > max) text = text.substr(0, max - 3) + "...";
-  return text;
 }
 
 }  // namespace
