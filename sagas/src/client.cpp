@@ -84,6 +84,29 @@ awaitable<bool> client::cancel(std::string_view saga_id) {
   co_return reply.integer == 1;
 }
 
+namespace {
+awaitable<bool> resume(transport::connection& c, const std::string& prefix, std::string_view saga_id,
+                       std::string_view mode) {
+  saga_keys keys(prefix, saga_id);
+  std::string_view script_keys[] = {keys.snapshot, keys.log};
+  std::string now = std::to_string(unix_now_ms());
+  std::string_view args[] = {mode, now};
+  auto reply = co_await transport::evalsha(c, scripts::resume(), script_keys, args);
+  if (reply.integer != 1) co_return false;
+  transport::field_view entry[] = {{run_field, saga_id}};
+  co_await transport::xadd(c, run_stream(prefix), entry);
+  co_return true;
+}
+}  // namespace
+
+awaitable<bool> client::retry_compensation(std::string_view saga_id) {
+  co_return co_await resume(*commands_, prefix_, saga_id, "retry");
+}
+
+awaitable<bool> client::skip_compensation(std::string_view saga_id) {
+  co_return co_await resume(*commands_, prefix_, saga_id, "skip");
+}
+
 awaitable<std::vector<std::string>> client::find(std::string_view correlation_id) {
   auto reply = co_await commands_->call("SMEMBERS", correlation_key(prefix_, correlation_id));
   std::vector<std::string> ids;
@@ -115,8 +138,12 @@ awaitable<std::optional<outcome>> client::wait(std::string_view saga_id, std::ch
         if (auto* ev = e.find("e"); ev && *ev == "finished") finished = true;
       }
     if (finished) {
-      out = outcome_of(co_await transport::hgetall(*commands_, keys.snapshot));
-      break;
+      // A saga resumed after compensation_failed has an earlier finished entry: still running.
+      auto now = outcome_of(co_await transport::hgetall(*commands_, keys.snapshot));
+      if (now.state != status::running) {
+        out = std::move(now);
+        break;
+      }
     }
   }
   blocking->close();

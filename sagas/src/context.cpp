@@ -2,11 +2,13 @@
 // compensation of completed steps in reverse order.
 #include "journal.hpp"
 
+#include <sagaflow/engine/wait_group.hpp>
 #include <sagaflow/tasks/task.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 namespace sagaflow::sagas {
@@ -46,6 +48,38 @@ awaitable<json> context::remote(std::string name, remote_step where, json input,
     throw std::invalid_argument("sagas: remote step '" + name + "' needs a queue and a task name");
   co_return co_await run_.remote(std::move(name), std::string(where.queue), std::string(where.task),
                                  std::string(where.undo_task), std::move(input), options);
+}
+
+awaitable<std::vector<json>> context::all(std::vector<step_call> calls) {
+  for (auto& c : calls) {
+    if (c.name.empty()) throw std::invalid_argument("sagas: a step of ctx.all needs a name");
+    if (c.queue.empty() ? !c.act : c.task.empty())
+      throw std::invalid_argument("sagas: step '" + c.name + "' of ctx.all needs an action, or a queue and a task");
+  }
+  co_return co_await run_.all(std::move(calls));
+}
+
+awaitable<void> context::sleep(std::chrono::milliseconds d) { co_await run_.sleep(d); }
+
+step_call local_call(std::string name, action act, compensation undo, json input, step_options options) {
+  step_call c;
+  c.name = std::move(name);
+  c.act = std::move(act);
+  c.undo = std::move(undo);
+  c.input = std::move(input);
+  c.options = options;
+  return c;
+}
+
+step_call remote_call(std::string name, remote_step where, json input, step_options options) {
+  step_call c;
+  c.name = std::move(name);
+  c.queue = where.queue;
+  c.task = where.task;
+  c.undo_task = where.undo_task;
+  c.input = std::move(input);
+  c.options = options;
+  return c;
 }
 
 awaitable<std::int64_t> context::now_ms() {
@@ -103,10 +137,20 @@ awaitable<std::optional<std::string>> attempt(Op op, std::chrono::milliseconds t
   if (error && error->empty()) error = "failed without a message";
   co_return error;
 }
+// How long a saga waits for a remote step's reply (unix ms): every attempt's timeout and backoff.
+std::int64_t reply_deadline(std::int64_t started_ms, const step_options& o) {
+  auto budget = (o.timeout + o.backoff.cap) * std::max<std::uint32_t>(1, o.max_attempts);
+  return started_ms + std::chrono::duration_cast<std::chrono::milliseconds>(budget).count();
+}
 }  // namespace
 
 awaitable<json> run::step(std::string name, action act, compensation undo, json in, step_options options) {
   auto k = next_step_++;
+  co_return co_await local_at(k, std::move(name), std::move(act), std::move(undo), std::move(in), options, nullptr);
+}
+
+awaitable<json> run::local_at(std::int64_t k, std::string name, action act, compensation undo, json in,
+                              step_options options, const bool* abandon) {
   std::uint32_t failures = 0;
   if (auto* rec = recorded(k, name)) {
     if (rec->completed) {
@@ -120,16 +164,18 @@ awaitable<json> run::step(std::string name, action act, compensation undo, json 
   auto k_text = std::to_string(k);
   auto input_json = boost::json::serialize(in);
   for (std::uint32_t n = failures + 1;; ++n) {
+    if (abandon && *abandon) throw sibling_failed{};
     fields started{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", input_json}};
     fields current{{"step", name}};
     co_await write("step_started", std::move(started), std::move(current));
+    if (cancel_requested) throw saga_cancelled();  // learnt with this append: the action does not run
     json result;
     bool permanent = false;
     auto call = [&]() -> awaitable<void> { result = co_await act(in); };
     auto error = co_await attempt(call, options.timeout, permanent);
     if (!error) {
       fields completed{{"k", k_text}, {"n", name}, {"a", std::to_string(n)}, {"v", boost::json::serialize(result)}};
-      co_await write("step_completed", std::move(completed));
+      defer("step_completed", std::move(completed));
       done_.push_back({k, name, std::move(undo), std::move(in), result, options, {}, {}});
       co_return result;
     }
@@ -142,6 +188,70 @@ awaitable<json> run::step(std::string name, action act, compensation undo, json 
   }
 }
 
+awaitable<std::vector<json>> run::all(std::vector<step_call> calls) {
+  // Indices are taken here, in order, before any step runs: a replay matches the same ones.
+  auto first = next_step_;
+  next_step_ += static_cast<std::int64_t>(calls.size());
+  struct slot {
+    json value;
+    std::exception_ptr error;
+  };
+  std::vector<slot> slots(calls.size());
+  auto abandon = std::make_shared<bool>(false);
+  wait_group branches(co_await boost::asio::this_coro::executor);
+  ++parallel_;
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    auto branch = [](run& self, std::int64_t k, step_call& c, slot& out, std::shared_ptr<bool> abandon) -> awaitable<void> {
+      try {
+        if (c.queue.empty())
+          out.value = co_await self.local_at(k, c.name, c.act, c.undo, c.input, c.options, abandon.get());
+        else
+          out.value = co_await self.remote_at(k, c.name, c.queue, c.task, c.undo_task, c.input, c.options);
+      } catch (const sibling_failed&) {
+        out.error = std::current_exception();
+      } catch (...) {
+        out.error = std::current_exception();
+        *abandon = true;
+      }
+    };
+    auto op = branch(*this, first + static_cast<std::int64_t>(i), calls[i], slots[i], abandon);
+    branches.spawn(std::move(op), "saga " + saga_id + " step " + calls[i].name);
+  }
+  co_await branches.wait();
+  --parallel_;
+  // What ends the run (fencing, the crash hook) first; then the first failure in order.
+  std::exception_ptr failure;
+  for (auto& s : slots) {
+    if (!s.error) continue;
+    try {
+      std::rethrow_exception(s.error);
+    } catch (const fenced&) {
+      throw;
+    } catch (const crash_hook&) {
+      throw;
+    } catch (const sibling_failed&) {
+    } catch (...) {
+      if (!failure) failure = s.error;
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+  std::vector<json> results;
+  results.reserve(slots.size());
+  for (auto& s : slots) results.push_back(std::move(s.value));
+  co_return results;
+}
+
+awaitable<void> run::sleep(std::chrono::milliseconds d) {
+  // The wake-up time is recorded: a replay sleeps until the same time, not `d` again.
+  auto due_text = co_await value(std::to_string(unix_now_ms() + d.count()));
+  std::int64_t due = 0;
+  std::from_chars(due_text.data(), due_text.data() + due_text.size(), due);
+  if (due > unix_now_ms()) {
+    co_await flush();
+    co_await services_.await_until(due, parallel_ == 0);
+  }
+}
+
 step_record* run::recorded(std::int64_t k, const std::string& name) {
   if (static_cast<std::size_t>(k) >= steps_.size()) return nullptr;
   auto& rec = steps_[static_cast<std::size_t>(k)];
@@ -151,41 +261,44 @@ step_record* run::recorded(std::int64_t k, const std::string& name) {
   return &rec;
 }
 
-namespace {
-// How long a saga waits for a remote step's reply: every attempt's timeout and backoff.
-steady_clock::time_point reply_deadline(const step_options& o) {
-  return steady_clock::now() + (o.timeout + o.backoff.cap) * std::max<std::uint32_t>(1, o.max_attempts);
-}
-}  // namespace
-
 // A remote step is one task on `queue`, retried by its workers under `options` (its attempts are
-// the task's); the saga journals its dispatch and its outcome and waits for the reply in its
-// inbox. The reply key is the step index, the idempotency key the saga id and that index: a
-// resumed saga dispatches again, which enqueues nothing while the first task is known.
+// the task's); the saga journals its dispatch and its outcome, and the reply comes back as a run
+// entry (tasks' reply_to is the run stream). The reply key is the step index, the idempotency
+// key the saga id and that index: a resumed saga dispatches again, which enqueues nothing while
+// the first task is known, and not at all when the reply is already there.
 awaitable<json> run::remote(std::string name, std::string queue, std::string task, std::string undo_task, json in,
                             step_options options) {
   auto k = next_step_++;
-  bool started = false;
+  co_return co_await remote_at(k, std::move(name), std::move(queue), std::move(task), std::move(undo_task),
+                               std::move(in), options);
+}
+
+awaitable<json> run::remote_at(std::int64_t k, std::string name, std::string queue, std::string task,
+                               std::string undo_task, json in, step_options options) {
+  std::int64_t started_ms = 0;
   if (auto* rec = recorded(k, name)) {
     if (rec->completed) {
       done_.push_back({k, name, {}, std::move(in), rec->result, options, queue, undo_task});
       co_return rec->result;
     }
     if (rec->failed) throw step_failed(name, rec->error);
-    started = rec->started;
+    if (rec->started) started_ms = rec->started_ms;
   }
-  if (!started && cancel_requested) throw saga_cancelled();
+  if (!started_ms && cancel_requested) throw saga_cancelled();
   auto k_text = std::to_string(k);
-  if (!started) {
+  if (!started_ms) {
+    started_ms = unix_now_ms();
     fields dispatched{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(in)}, {"q", queue}, {"x", task}};
     fields current{{"step", name}};
     co_await write("step_started", std::move(dispatched), std::move(current));
+    if (cancel_requested) throw saga_cancelled();  // learnt with this append: nothing is dispatched
   }
-  co_await services_.dispatch(queue, task, in, k_text, options);
-  auto reply = co_await services_.await_reply(k_text, reply_deadline(options));
+  if (!services_.has_reply(k_text)) co_await services_.dispatch(queue, task, in, k_text, options);
+  co_await flush();  // a sibling's completion (ctx.all), before this one waits
+  auto reply = co_await services_.await_reply(k_text, reply_deadline(started_ms, options), parallel_ == 0);
   if (reply && reply->completed) {
     fields completed{{"k", k_text}, {"n", name}, {"a", "1"}, {"v", boost::json::serialize(reply->result)}};
-    co_await write("step_completed", std::move(completed));
+    defer("step_completed", std::move(completed));
     done_.push_back({k, name, {}, std::move(in), reply->result, options, queue, undo_task});
     co_return reply->result;
   }
@@ -195,25 +308,44 @@ awaitable<json> run::remote(std::string name, std::string queue, std::string tas
   throw step_failed(name, error);
 }
 
+// A remote compensation's reply key: a resumed compensation_failed saga dispatches anew.
+std::string run::undo_key(std::int64_t k) const {
+  return std::to_string(k) + ".undo" + (resumes_ ? "." + std::to_string(resumes_) : std::string());
+}
+
 // The compensation task of remote step `d`, given {"input", "result"}: nothing when it
 // completed, else why not.
 awaitable<std::optional<std::string>> run::undo_remote(const done_step& d) {
-  json args = {{"input", d.input}, {"result", d.result}};
-  auto key = std::to_string(d.index) + ".undo";
-  co_await services_.dispatch(d.undo_queue, d.undo_task, args, key, d.options);
-  auto reply = co_await services_.await_reply(key, reply_deadline(d.options));
+  auto key = undo_key(d.index);
+  if (!services_.has_reply(key)) {
+    json args = {{"input", d.input}, {"result", d.result}};
+    co_await services_.dispatch(d.undo_queue, d.undo_task, args, key, d.options);
+  }
+  co_await flush();
+  auto reply = co_await services_.await_reply(key, reply_deadline(unix_now_ms(), d.options), parallel_ == 0);
   if (reply && reply->completed) co_return std::nullopt;
   co_return reply ? reply->error : "no reply from queue '" + d.undo_queue + "' in time";
 }
 
 awaitable<std::optional<std::pair<std::string, std::string>>> run::compensate() {
+  // Last completed first; steps of one ctx.all completed in any order, so by index.
+  std::stable_sort(done_.begin(), done_.end(), [](const done_step& a, const done_step& b) { return a.index < b.index; });
   for (auto it = done_.rbegin(); it != done_.rend(); ++it) {
     auto& d = *it;
     if ((!d.undo && d.undo_task.empty()) || compensated_.contains(d.index)) continue;
     auto k_text = std::to_string(d.index);
+    if (d.index == skip_) {  // client::skip_compensation
+      fields skipped{{"k", k_text}, {"n", d.name}, {"a", "0"}};
+      co_await write("compensation_skipped", std::move(skipped));
+      compensated_.insert(d.index);
+      continue;
+    }
     if (!d.undo_task.empty()) {  // remote: the task's own attempts are the policy
-      fields started{{"k", k_text}, {"n", d.name}, {"a", "1"}};
-      co_await write("compensation_started", std::move(started));
+      if (!compensation_begun_.contains(d.index)) {
+        fields started{{"k", k_text}, {"n", d.name}, {"a", "1"}};
+        co_await write("compensation_started", std::move(started));
+        compensation_begun_.insert(d.index);
+      }
       auto error = co_await undo_remote(d);
       if (!error) {
         fields completed{{"k", k_text}, {"n", d.name}, {"a", "1"}};

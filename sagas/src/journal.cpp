@@ -35,43 +35,76 @@ journal_entry decode_entry(const transport::stream_entry& e) {
   return j;
 }
 
-awaitable<std::vector<journal_entry>> read_journal(transport::connection& c, const saga_keys& keys) {
-  auto reply = co_await c.call("XRANGE", keys.log, "-", "+");
+std::vector<journal_entry> decode_journal(transport::resp::value& xrange) {
   std::vector<journal_entry> history;
-  history.reserve(reply.elements.size());
-  for (auto& raw : reply.elements) {
+  history.reserve(xrange.elements.size());
+  for (auto& raw : xrange.elements) {
     if (raw.elements.size() != 2) continue;
     transport::stream_entry e;
-    e.id = raw.elements[0].text;
+    e.id = std::move(raw.elements[0].text);
     auto& f = raw.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(f[i].text, f[i + 1].text);
+    for (std::size_t i = 0; i + 1 < f.size(); i += 2) e.fields.emplace_back(std::move(f[i].text), std::move(f[i + 1].text));
     history.push_back(decode_entry(e));
   }
-  co_return history;
+  return history;
 }
 
-awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch, const fields& entry,
-                       const fields& snapshot, std::chrono::milliseconds ttl) {
-  std::string epoch_text = std::to_string(epoch), count = std::to_string(entry.size() * 2),
-              ttl_text = std::to_string(ttl.count());
-  std::vector<std::string_view> args{epoch_text, count};
-  args.reserve(3 + 2 * (entry.size() + snapshot.size()));
-  for (auto& [k, v] : entry) {
-    args.push_back(k);
-    args.push_back(v);
+awaitable<std::vector<journal_entry>> read_journal(transport::connection& c, const saga_keys& keys) {
+  auto reply = co_await c.call("XRANGE", keys.log, "-", "+");
+  co_return decode_journal(reply);
+}
+
+awaitable<std::optional<bool>> append(transport::connection& c, const saga_keys& keys, std::int64_t epoch,
+                                      const std::vector<fields>& entries, const fields& snapshot,
+                                      std::chrono::milliseconds ttl) {
+  std::string epoch_text = std::to_string(epoch), ttl_text = std::to_string(ttl.count());
+  std::vector<std::string> counts;
+  counts.reserve(entries.size() + 1);
+  counts.push_back(std::to_string(entries.size()));
+  for (auto& e : entries) counts.push_back(std::to_string(e.size() * 2));
+  std::vector<std::string_view> args{epoch_text, counts[0]};
+  std::size_t n = 3 + 2 * snapshot.size();
+  for (auto& e : entries) n += 1 + 2 * e.size();
+  args.reserve(n);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    args.push_back(counts[i + 1]);
+    for (auto& [k, v] : entries[i]) {
+      args.push_back(k);
+      args.push_back(v);
+    }
   }
   for (auto& [k, v] : snapshot) {
     args.push_back(k);
     args.push_back(v);
   }
   args.push_back(ttl_text);
-  std::string_view script_keys[] = {keys.snapshot, keys.log, keys.inbox};
+  std::string_view script_keys[] = {keys.snapshot, keys.log};
   auto reply = co_await transport::evalsha(c, scripts::append(), script_keys, args);
   if (reply.elements.size() != 2) co_return std::nullopt;  // false (nil): fenced
   co_return reply.elements[1].integer == 1;
 }
 
 namespace detail {
+
+remote_reply decode_reply(const transport::stream_entry& e) {
+  remote_reply r;
+  auto* state = e.find("status");
+  r.completed = state && *state == "completed";
+  if (r.completed) {
+    auto* result = e.find("result");
+    boost::system::error_code ec;
+    if (result && !result->empty()) r.result = boost::json::parse(*result, ec);
+    if (ec) {
+      r.completed = false;
+      r.error = "the task's result is not JSON";
+    }
+  } else {
+    auto* reason = e.find("reason");
+    auto* error = e.find("error");
+    r.error = (reason ? *reason : std::string("failed")) + (error ? ": " + *error : std::string());
+  }
+  return r;
+}
 
 void run::replay(const std::vector<journal_entry>& history) {
   auto at = [&](std::int64_t k) -> step_record& {
@@ -81,8 +114,10 @@ void run::replay(const std::vector<journal_entry>& history) {
   };
   for (auto& e : history) {
     if (e.event == "step_started") {
-      at(e.step).name = e.name;
-      at(e.step).started = true;
+      auto& s = at(e.step);
+      s.name = e.name;
+      if (!s.started) s.started_ms = e.at_ms;
+      s.started = true;
     } else if (e.event == "step_completed") {
       auto& s = at(e.step);
       s.name = e.name;
@@ -100,23 +135,45 @@ void run::replay(const std::vector<journal_entry>& history) {
       }
     } else if (e.event == "value") {
       values_.push_back(e.value);
-    } else if (e.event == "compensation_completed") {
+    } else if (e.event == "compensation_started") {
+      compensation_begun_.insert(e.step);
+    } else if (e.event == "compensation_completed" || e.event == "compensation_skipped") {
       compensated_.insert(e.step);
     } else if (e.event == "compensation_failed") {
       auto& n = compensation_failures_[e.step];
       n = std::max(n, e.attempt);
+      if (e.value.starts_with("!")) stuck_ = e.step;
+    } else if (e.event == "resumed") {  // client::retry_compensation / skip_compensation
+      ++resumes_;
+      compensation_failures_.clear();  // the policy starts over
+      compensation_begun_.clear();     // a remote compensation is dispatched again (new key)
+      skip_ = e.value == "skip" ? stuck_ : -1;
     }
   }
 }
 
-awaitable<void> run::write(std::string event, fields more, fields snapshot, bool final) {
+void run::defer(std::string event, fields more) {
   fields entry;
   entry.reserve(more.size() + 3);
   entry.emplace_back("e", std::move(event));
   entry.emplace_back("c", correlation_id);
   entry.emplace_back("t", std::to_string(unix_now_ms()));
   for (auto& f : more) entry.push_back(std::move(f));
-  if (co_await services_.write(std::move(entry), std::move(snapshot), final)) cancel_requested = true;
+  deferred_.push_back(std::move(entry));
+}
+
+awaitable<void> run::write(std::string event, fields more, fields snapshot, bool final) {
+  defer(std::move(event), std::move(more));
+  std::vector<fields> entries;
+  entries.swap(deferred_);
+  if (co_await services_.write(std::move(entries), std::move(snapshot), final)) cancel_requested = true;
+}
+
+awaitable<void> run::flush() {
+  if (deferred_.empty()) co_return;
+  std::vector<fields> entries;
+  entries.swap(deferred_);
+  if (co_await services_.write(std::move(entries), {}, false)) cancel_requested = true;
 }
 
 awaitable<std::string> run::value(std::string fresh) {

@@ -1,6 +1,9 @@
 // The orchestrator: pulls saga runs from the run stream's consumer group, takes each saga (a new
 // epoch), replays its journal and runs its body; renews its leases and takes over the sagas of
-// orchestrators that went silent.
+// orchestrators that went silent. Remote steps' replies arrive as run entries too: one that
+// reaches the orchestrator holding the saga wakes it in memory; elsewhere, it resumes the saga
+// from its journal. A saga waiting past max_waiting (or a long sleep) leaves, and its timer or
+// its reply brings it back.
 #include "journal.hpp"
 #include "scripts.hpp"
 
@@ -23,10 +26,41 @@ namespace sagaflow::sagas {
 namespace asio = boost::asio;
 using std::chrono::milliseconds;
 
+// Wakes every coroutine waiting on it; each waiter also wakes at its own deadline.
+class signal {
+ public:
+  explicit signal(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+  void notify() {
+    for (auto* t : waiters_) t->cancel();
+  }
+  awaitable<void> wait_until(steady_clock::time_point t) {
+    asio::steady_timer timer(ex_, t);
+    waiters_.push_back(&timer);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    std::erase(waiters_, &timer);
+  }
+
+ private:
+  asio::any_io_executor ex_;
+  std::vector<asio::steady_timer*> waiters_;
+};
+
+// A saga this orchestrator holds: the run entries it got for it (pending here until the saga
+// ends or leaves) and the replies they carried that the saga has not taken yet.
+struct held {
+  explicit held(const asio::any_io_executor& ex) : wake(ex) {}
+  std::vector<std::string> entries;
+  std::map<std::string, detail::remote_reply> replies;  // by reply key
+  signal wake;
+  bool resumed = false;  // started by a reply or a timer: it may have left before (a timer to remove)
+};
+
 struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   impl(asio::any_io_executor ex, transport::config cfg, orchestrator_options opts)
       : strand(asio::make_strand(ex)), redis(std::move(cfg)), options(std::move(opts)),
-        stream(run_stream(options.prefix)), sagas(strand), loops(strand), slot_freed(strand) {
+        stream(run_stream(options.prefix)), timers(timers_key(options.prefix)), sagas(strand), loops(strand),
+        slot_freed(strand) {
     if (options.consumer.empty()) {
       char host[256] = "host";
       ::gethostname(host, sizeof host - 1);
@@ -39,16 +73,21 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   asio::strand<asio::any_io_executor> strand;
   transport::config redis;
   orchestrator_options options;
-  std::string stream;
+  std::string stream, timers;
   std::unordered_map<std::string, definition> definitions;
   orchestrator_stats stats;
   std::shared_ptr<transport::connection> commands, blocking;
   std::unique_ptr<tasks::client> dispatcher;  // remote steps' tasks, on `commands`
-  std::unordered_map<std::string, std::string> running;  // saga id -> its run entry id
-  bool frozen = false;                                   // the crash hook fired
+  std::unordered_map<std::string, std::shared_ptr<held>> running;  // by saga id
+  std::size_t waiting = 0;  // held sagas waiting for a reply or a timer
+  bool frozen = false;      // the crash hook fired
   bool stopping = false;
   wait_group sagas, loops;
   notifier slot_freed;
+
+  void wake_all() {
+    for (auto& [id, h] : running) h->wake.notify();
+  }
 
   // A Redis write: counted for the crash hook, refused once it fired.
   void wrote() {
@@ -56,6 +95,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (options.crash_after_writes && stats.writes >= options.crash_after_writes && !frozen) {
       frozen = true;
       log::warn("orchestrator", options.consumer, ": crash hook after ", stats.writes, " writes");
+      wake_all();
     }
     if (frozen) throw crash_hook();
   }
@@ -63,10 +103,9 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (frozen) throw crash_hook();
   }
 
-  awaitable<void> ack(const std::string& entry_id) {
+  awaitable<void> ack(std::span<const std::string> ids) {
     before_write();
     transport::request req;
-    std::string ids[] = {entry_id};
     transport::add_xack(req, stream, run_group, ids);
     transport::add_xdel(req, stream, ids);
     co_await commands->exec(std::move(req));
@@ -86,9 +125,11 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
               options.concurrency);
     loops.spawn(read_loop(stop), "saga run reader");
     loops.spawn(lease_loop(stop), "saga lease keeper");
+    loops.spawn(timer_loop(stop), "saga timers");
     co_await stop.wait();
     stopping = true;
     blocking->close();
+    wake_all();  // waiting sagas leave now: their replies or timers resume them elsewhere
     slot_freed.notify_all();
     co_await loops.wait();
     auto grace = steady_clock::now() + options.grace;
@@ -96,12 +137,13 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (sagas.running() > 0)
       log::warn("orchestrator", sagas.running(), " saga(s) still running after the grace; other orchestrators take them over");
     commands->close();
+    wake_all();
     co_await sagas.wait();
   }
 
   awaitable<void> read_loop(stop_source stop) {
     while (!stop.stop_requested() && !frozen) {
-      if (running.size() >= options.concurrency) {
+      if (running.size() - waiting >= options.concurrency) {
         co_await slot_freed.wait();
         continue;
       }
@@ -109,7 +151,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       bool failed = false;
       try {
         transport::stream_offset from[] = {{stream, ">"}};
-        transport::xreadgroup_options read{.count = options.concurrency - running.size(), .block = options.block};
+        transport::xreadgroup_options read{.count = options.concurrency - (running.size() - waiting), .block = options.block};
         got = co_await transport::xreadgroup(*blocking, run_group, options.consumer, from, read);
       } catch (const std::exception& e) {
         if (stop.stop_requested() || stopping) break;
@@ -125,37 +167,53 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
   }
 
+  // A run entry: starts the saga here, or hands what it carries (a reply, a wake-up) to the
+  // saga already held here.
   void begin(const transport::stream_entry& e) {
     auto* id = e.find(run_field);
     if (!id || id->empty()) {
       log::warn("orchestrator", "run entry ", e.id, " names no saga; dropped");
-      sagas.spawn(ack(e.id), "dropping a malformed run entry");
+      auto drop = [](std::shared_ptr<impl> self, std::string entry) -> awaitable<void> {
+        std::string one[] = {entry};
+        co_await self->ack(one);
+      };
+      sagas.spawn(drop(shared_from_this(), e.id), "dropping a malformed run entry");
       return;
     }
-    if (running.contains(*id)) return;  // already running here (a duplicate run entry)
-    running.emplace(*id, e.id);
-    sagas.spawn(run_saga(e.id, *id), "saga " + *id);
+    auto& h = running[*id];
+    bool fresh = !h;
+    if (fresh) h = std::make_shared<held>(strand);
+    h->entries.push_back(e.id);
+    auto* key = e.find("key");
+    if (key) h->replies.try_emplace(*key, detail::decode_reply(e));
+    if (fresh) {
+      h->resumed = key || e.find("timer");
+      sagas.spawn(run_saga(*id, h), "saga " + *id);
+    } else {
+      h->wake.notify();
+    }
   }
 
-  // Every lease/3: reset the idle time of the runs held here (a killed orchestrator stops doing
-  // it), and take over runs idle past the lease (their orchestrator is dead or stalled).
+  // Every lease/3: reset the idle time of the run entries held here (a killed orchestrator stops
+  // doing it), and take over entries idle past the lease (their orchestrator is dead or stalled).
   awaitable<void> lease_loop(stop_source stop) {
     for (;;) {
       bool slept = co_await stop.sleep_for(options.lease / 3);
       if (!slept || frozen) co_return;
       try {
-        if (!running.empty()) {
-          std::vector<std::string> ids;
-          for (auto& [saga, entry] : running) ids.push_back(entry);
+        std::vector<std::string> ids;
+        for (auto& [saga, h] : running) ids.insert(ids.end(), h->entries.begin(), h->entries.end());
+        for (std::size_t from = 0; from < ids.size(); from += 1000) {
+          auto n = std::min<std::size_t>(1000, ids.size() - from);
           transport::request req;
-          req.begin(6 + ids.size()).arg("XCLAIM").arg(stream).arg(run_group).arg(options.consumer).arg(0);
-          for (auto& id : ids) req.arg(id);
+          req.begin(6 + n).arg("XCLAIM").arg(stream).arg(run_group).arg(options.consumer).arg(0);
+          for (std::size_t i = from; i < from + n; ++i) req.arg(ids[i]);
           req.arg("JUSTID");
           co_await commands->exec(std::move(req));
         }
-        if (running.size() < options.concurrency && !stopping) {
+        if (running.size() - waiting < options.concurrency && !stopping) {
           auto claimed = co_await transport::xautoclaim(*commands, stream, run_group, options.consumer, options.lease,
-                                                        "0-0", options.concurrency - running.size());
+                                                        "0-0", options.concurrency - (running.size() - waiting));
           for (auto& e : claimed.entries) {
             log::info("orchestrator", "taking over run ", e.id, " (its orchestrator was silent for the lease)");
             begin(e);
@@ -167,94 +225,124 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
   }
 
-  awaitable<void> run_saga(std::string entry_id, std::string saga_id) {
+  // Moves the due timers of sagas that left into the run stream (any orchestrator may do it).
+  awaitable<void> timer_loop(stop_source stop) {
+    for (;;) {
+      bool slept = co_await stop.sleep_for(milliseconds(100));
+      if (!slept || frozen) co_return;
+      try {
+        std::string_view keys[] = {timers, stream};
+        std::string now = std::to_string(unix_now_ms());
+        std::string_view args[] = {now, "100"};
+        co_await transport::evalsha(*commands, scripts::due(), keys, args);
+      } catch (const std::exception& e) {
+        log::warn("orchestrator", "waking due sagas failed: ", log::error_text(e));
+      }
+    }
+  }
+
+  awaitable<void> run_saga(std::string saga_id, std::shared_ptr<held> h) {
     ++stats.started;
-    try {
-      co_await execute(entry_id, saga_id);
-    } catch (const fenced&) {
-      ++stats.fenced;
-      log::warn("orchestrator", "saga ", saga_id, ": another orchestrator holds it now; dropped here");
-    } catch (const crash_hook&) {
-    } catch (const std::exception& e) {
-      log::error("orchestrator", "saga ", saga_id, " stopped: ", log::error_text(e),
-                 "; it is taken over after the lease");
+    for (;;) {
+      std::optional<std::int64_t> left;
+      bool dropped = true;
+      try {
+        co_await execute(saga_id, h);
+        dropped = false;
+      } catch (const saga_left& e) {
+        left = e.due_ms;
+        dropped = false;
+      } catch (const fenced&) {
+        ++stats.fenced;
+        log::warn("orchestrator", "saga ", saga_id, ": another orchestrator holds it now; dropped here");
+      } catch (const crash_hook&) {
+      } catch (const std::exception& e) {
+        log::error("orchestrator", "saga ", saga_id, " stopped: ", log::error_text(e),
+                   "; it is taken over after the lease");
+      }
+      if (dropped) break;  // its entries stay pending: recovered after the lease
+      try {
+        if (left) {
+          // The timer before the acknowledgement: a crash between the two leaves the entries
+          // pending (taken over), never the saga without a way back.
+          before_write();
+          transport::scored_member timer[] = {{static_cast<double>(*left), saga_id}};
+          co_await transport::zadd(*commands, timers, timer);
+          wrote();
+          ++stats.left;
+        }
+        std::vector<std::string> done(h->entries.begin(), h->entries.end());
+        co_await ack(done);
+        h->entries.erase(h->entries.begin(), h->entries.begin() + static_cast<std::ptrdiff_t>(done.size()));
+      } catch (const std::exception& e) {
+        if (!frozen) log::warn("orchestrator", "saga ", saga_id, ": acknowledging its runs failed: ", log::error_text(e));
+        break;
+      }
+      if (h->entries.empty() || stopping) break;
+      h->resumed = true;  // more came meanwhile (a reply while it left): resume it now
     }
     running.erase(saga_id);
     slot_freed.notify_all();
   }
 
-  // The reply with `key` in the saga's inbox, reading it (XREAD BLOCK, on a connection of its
-  // own) from the start, so that a reply that came before a crash is found too.
-  awaitable<std::optional<detail::remote_reply>> await_reply(saga_keys keys, std::string key,
-                                                             steady_clock::time_point deadline) {
-    auto conn = transport::connection::create(strand, redis);
-    co_await conn->connect();
-    std::optional<detail::remote_reply> out;
-    std::string last = "0";
-    while (!out) {
-      if (frozen) {
-        conn->close();
-        throw crash_hook();
+  awaitable<std::optional<detail::remote_reply>> await_reply(std::shared_ptr<held> h, std::string key,
+                                                             std::int64_t deadline_ms, bool may_leave) {
+    for (;;) {
+      if (frozen) throw crash_hook();
+      if (auto it = h->replies.find(key); it != h->replies.end()) {
+        auto reply = std::move(it->second);
+        h->replies.erase(it);
+        co_return reply;
       }
-      if (stopping) {
-        conn->close();
-        throw std::runtime_error("orchestrator stopping while the saga waits for a reply");
-      }
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
-      if (left.count() <= 0) break;
-      auto block = std::min(left, milliseconds(500));  // stop and the crash hook are seen in time
-      transport::request req;
-      req.push("XREAD", "COUNT", "100", "BLOCK", std::to_string(block.count()), "STREAMS", keys.inbox, last);
-      req.block_time = block;
-      auto replies = co_await conn->exec(std::move(req));
-      if (replies.empty() || replies[0].is_error()) break;
-      for (auto& batch : transport::decode_stream_batches(std::move(replies[0])))
-        for (auto& e : batch.entries) {
-          last = e.id;
-          auto* k = e.find("key");
-          if (out || !k || *k != key) continue;
-          detail::remote_reply r;
-          auto* state = e.find("status");
-          r.completed = state && *state == "completed";
-          if (r.completed) {
-            auto* result = e.find("result");
-            boost::system::error_code ec;
-            if (result && !result->empty()) r.result = boost::json::parse(*result, ec);
-            if (ec) {
-              r.completed = false;
-              r.error = "the task's result is not JSON";
-            }
-          } else {
-            auto* reason = e.find("reason");
-            auto* error = e.find("error");
-            r.error = (reason ? *reason : std::string("failed")) + (error ? ": " + *error : std::string());
-          }
-          out = std::move(r);
-        }
+      auto left = deadline_ms - unix_now_ms();
+      if (left <= 0) co_return std::nullopt;
+      if (may_leave && (stopping || waiting >= options.max_waiting)) throw saga_left(deadline_ms);
+      co_await wait(h, left);
     }
-    conn->close();
-    co_return out;
   }
 
-  awaitable<void> execute(const std::string& entry_id, const std::string& saga_id) {
+  awaitable<void> await_until(std::shared_ptr<held> h, std::int64_t due_ms, bool may_leave) {
+    for (;;) {
+      if (frozen) throw crash_hook();
+      auto left = due_ms - unix_now_ms();
+      if (left <= 0) co_return;
+      if (may_leave && (stopping || waiting >= options.max_waiting || milliseconds(left) > options.lease))
+        throw saga_left(due_ms);
+      co_await wait(h, left);
+    }
+  }
+
+  // A held saga waits (it does not count against the concurrency meanwhile).
+  awaitable<void> wait(const std::shared_ptr<held>& h, std::int64_t ms) {
+    ++waiting;
+    slot_freed.notify_all();
+    co_await h->wake.wait_until(steady_clock::now() + milliseconds(ms));
+    --waiting;
+  }
+
+  awaitable<void> execute(const std::string& saga_id, const std::shared_ptr<held>& h) {
     saga_keys keys(options.prefix, saga_id);
+    if (h->resumed) {  // its timer, if it left, is not needed any more
+      before_write();
+      std::string member[] = {saga_id};
+      co_await transport::zrem(*commands, timers, member);
+    }
     before_write();
-    std::string_view take_keys[] = {keys.snapshot};
+    std::string_view take_keys[] = {keys.snapshot, keys.log};
     std::string_view take_args[] = {options.consumer};
     auto taken = co_await transport::evalsha(*commands, scripts::take(), take_keys, take_args);
     wrote();
-    if (taken.elements.size() != 2) throw std::runtime_error("take script: unexpected reply");
+    if (taken.elements.size() < 2) throw std::runtime_error("take script: unexpected reply");
     std::int64_t epoch = transport::as_integer(taken.elements[0], "take script");
-    if (epoch == 0 || taken.elements[1].text != to_string(status::running)) {  // gone, or finished
-      co_await ack(entry_id);
-      co_return;
-    }
-    auto snapshot = co_await transport::hgetall(*commands, keys.snapshot);
+    if (epoch == 0 || taken.elements.size() != 4) co_return;  // gone, or finished: its entries are acknowledged
     std::string name, correlation, input_text, version_text;
     bool cancel = false;
-    for (auto& [k, v] : snapshot) {
+    auto& flat = taken.elements[2].elements;
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
+      auto& k = flat[i].text;
+      auto& v = flat[i + 1].text;
       if (k == "cancel") cancel = v == "1";
-      if (k == "name") name = v;
+      else if (k == "name") name = v;
       else if (k == "correlation_id") correlation = v;
       else if (k == "input") input_text = v;
       else if (k == "version") version_text = v;
@@ -263,21 +351,23 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     std::uint32_t version = found == definitions.end() ? 0 : found->second.version;
     auto self = shared_from_this();
     detail::services services;
-    services.write = [self, keys, epoch, version](fields entry, fields snapshot, bool final) -> awaitable<bool> {
+    services.write = [self, keys, epoch, version](std::vector<fields> entries, fields snapshot,
+                                                  bool final) -> awaitable<bool> {
       self->before_write();
       snapshot.emplace_back("version", std::to_string(version));
       snapshot.emplace_back("updated_ms", std::to_string(unix_now_ms()));
       auto ttl = final ? self->options.retention : milliseconds(0);
-      auto cancel = co_await append(*self->commands, keys, epoch, entry, snapshot, ttl);
+      auto cancel = co_await append(*self->commands, keys, epoch, entries, snapshot, ttl);
       if (!cancel) throw fenced();
       self->wrote();
       co_return *cancel;
     };
-    services.dispatch = [self, keys, saga_id, correlation](std::string queue, std::string task, json input,
-                                                           std::string key, step_options o) -> awaitable<void> {
+    services.dispatch = [self, saga_id, correlation](std::string queue, std::string task, json input, std::string key,
+                                                     step_options o) -> awaitable<void> {
       self->before_write();
-      std::map<std::string, std::string> headers{{std::string(tasks::reply_to_header), keys.inbox},
-                                                 {std::string(tasks::reply_key_header), key}};
+      std::map<std::string, std::string> headers{{std::string(tasks::reply_to_header), self->stream},
+                                                 {std::string(tasks::reply_key_header), key},
+                                                 {std::string(tasks::reply_field_prefix) + std::string(run_field), saga_id}};
       std::string idempotency = saga_id + "/" + key;
       tasks::enqueue_options e;
       e.queue = queue;
@@ -292,9 +382,13 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       co_await self->dispatcher->enqueue(std::move(task), std::move(body), e);
       self->wrote();
     };
-    services.await_reply = [self, keys](std::string key, steady_clock::time_point deadline)
-        -> awaitable<std::optional<detail::remote_reply>> {
-      co_return co_await self->await_reply(keys, key, deadline);
+    services.has_reply = [h](const std::string& key) { return h->replies.contains(key); };
+    services.await_reply = [self, h](std::string key, std::int64_t deadline_ms,
+                                     bool may_leave) -> awaitable<std::optional<detail::remote_reply>> {
+      co_return co_await self->await_reply(h, std::move(key), deadline_ms, may_leave);
+    };
+    services.await_until = [self, h](std::int64_t due_ms, bool may_leave) -> awaitable<void> {
+      co_await self->await_until(h, due_ms, may_leave);
     };
     boost::system::error_code ec;
     auto input = boost::json::parse(input_text, ec);
@@ -315,17 +409,15 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
     if (why_parked.empty()) {
       try {
-        auto history = co_await read_journal(*commands, keys);
-        r.replay(history);
+        r.replay(decode_journal(taken.elements[3]));
       } catch (const unreplayable& e) {
         why_parked = e.what();
       }
     }
     if (!why_parked.empty()) {
-      log::warn("orchestrator", "saga ", saga_id, " (", name, ") parked: ", why_parked);
+      log::warn("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);
       ++stats.parked;
-      co_await ack(entry_id);
       co_return;
     }
 
@@ -339,6 +431,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       throw;
     } catch (const crash_hook&) {
       throw;
+    } catch (const saga_left&) {
+      throw;
     } catch (const unreplayable& e) {
       why_parked = e.what();
     } catch (const saga_cancelled&) {
@@ -349,7 +443,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       failure.emplace("(body)", e.what());
     }
     if (!why_parked.empty()) {
-      log::warn("orchestrator", "saga ", saga_id, " (", name, ") parked: ", why_parked);
+      log::warn("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);
       ++stats.parked;
     } else if (!failure && !cancelled) {
@@ -358,7 +452,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     } else {
       auto stuck = co_await r.compensate();
       if (stuck) {
-        log::error("orchestrator", "saga ", saga_id, " (", name, "): compensation of step '", stuck->first,
+        log::error("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, "): compensation of step '", stuck->first,
                    "' failed for good: ", stuck->second, "; parked as compensation_failed");
         co_await r.finish(status::compensation_failed, "", stuck->first, stuck->second);
         ++stats.compensation_failed;
@@ -370,7 +464,6 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
         ++stats.compensated;
       }
     }
-    co_await ack(entry_id);
   }
 };
 

@@ -8,4 +8,6 @@ const transport::script& start();
 const transport::script& take();
 const transport::script& append();
 const transport::script& cancel();
+const transport::script& due();
+const transport::script& resume();
 }  // namespace sagaflow::sagas::scripts

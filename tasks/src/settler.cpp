@@ -69,6 +69,10 @@ std::optional<settler::reply> settler::reply_for(const envelope& task, std::stri
   reply r{to->second, {{"task", task.id}, {"status", std::string(status)}}};
   if (auto key = task.headers.find(std::string(reply_key_header)); key != task.headers.end())
     r.fields.emplace_back("key", key->second);
+  for (auto it = task.headers.lower_bound(std::string(reply_field_prefix));
+       it != task.headers.end() && it->first.starts_with(reply_field_prefix); ++it)
+    if (it->first.size() > reply_field_prefix.size())
+      r.fields.emplace_back(it->first.substr(reply_field_prefix.size()), it->second);
   for (auto& f : more) r.fields.push_back(std::move(f));
   return r;
 }

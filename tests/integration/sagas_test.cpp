@@ -623,3 +623,216 @@ TEST_F(sagas_test, a_cancelled_saga_stops_after_its_running_step_and_compensates
   std::vector<std::string> expected{"do:step1", "do:step2", "undo:step2", "undo:step1"};
   EXPECT_EQ(log.calls, expected);
 }
+
+// ctx.all: the steps run together; one fails for good, a sibling that would retry starts no new
+// attempt, and the completed siblings (a local and a remote one) are compensated, last index first.
+TEST_F(sagas_test, parallel_steps_where_one_fails_compensate_the_completed_siblings) {
+  ledger log;
+  sagas::definition d;
+  d.name = "fanout";
+  d.run = [&log](sagas::context& ctx) -> awaitable<json> {
+    sagas::action a = [&log](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:a");
+      co_return json(in.as_int64() + 1);
+    };
+    sagas::compensation undo_a = [&log](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:a");
+      co_return;
+    };
+    sagas::action flaky = [&log](const json&) -> awaitable<json> {
+      log.calls.push_back("do:flaky");
+      throw std::runtime_error("busy");
+    };
+    sagas::action b = [&log, fail = ctx.input().as_int64() < 0](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:b");
+      co_await sagaflow::sleep_for(20ms);
+      if (fail) throw sagaflow::tasks::permanent_error("b refused");
+      co_return in;
+    };
+    auto slow_retry = quick(5);
+    slow_retry.backoff.base = slow_retry.backoff.cap = 300ms;
+    std::vector<sagas::step_call> calls;
+    calls.push_back(sagas::local_call("a", a, undo_a, ctx.input(), quick()));
+    sagas::remote_step charge{.queue = "payments", .task = "charge", .undo_task = "refund"};
+    calls.push_back(sagas::remote_call("charge", charge, ctx.input(), quick()));
+    if (ctx.input().as_int64() < 0) calls.push_back(sagas::local_call("flaky", flaky, {}, ctx.input(), slow_retry));
+    calls.push_back(sagas::local_call("b", b, {}, ctx.input(), quick()));
+    auto results = co_await ctx.all(std::move(calls));
+    co_return json{results.at(0), results.at(1), results.back()};
+  };
+  with_service({d}, quick_orchestrator(), [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+               [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto ok = co_await c.start("fanout", json(5));
+    auto done = co_await c.wait(ok, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_EQ(done->result, (json{6, 105, 5})) << "results in the order of the steps";
+    log.calls.clear();
+    auto failing = co_await c.start("fanout", json(-5));
+    done = co_await c.wait(failing, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "b");
+    EXPECT_EQ(done->error, "b refused");
+  });
+  EXPECT_EQ(log.count("do:flaky"), 1u) << "no new attempt once a sibling failed for good";
+  EXPECT_EQ(log.count("undo:a"), 1u);
+  EXPECT_EQ(log.count("undo:charge"), 1u);
+  auto charge_undone = std::find(log.calls.begin(), log.calls.end(), "undo:charge");
+  auto a_undone = std::find(log.calls.begin(), log.calls.end(), "undo:a");
+  EXPECT_LT(charge_undone, a_undone) << "the step with the higher index is compensated first";
+}
+
+// A saga parked as compensation_failed runs again on request: retry (the compensation succeeds
+// now, then the earlier step is undone) or skip (journaled as skipped, the rest undone).
+TEST_F(sagas_test, a_saga_parked_by_a_failed_compensation_is_resumed_by_retry_or_skip) {
+  ledger log;
+  bool refund_works = false;
+  sagas::definition d;
+  d.name = "pay";
+  d.run = [&](sagas::context& ctx) -> awaitable<json> {
+    sagas::action reserve = [&](const json&) -> awaitable<json> {
+      log.calls.push_back("do:reserve");
+      co_return json("stock");
+    };
+    sagas::compensation release = [&](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:reserve");
+      co_return;
+    };
+    sagas::action charge = [&](const json&) -> awaitable<json> {
+      log.calls.push_back("do:charge");
+      co_return json("receipt");
+    };
+    sagas::compensation refund = [&](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:charge");
+      if (!refund_works) throw std::runtime_error("refund service down");
+      co_return;
+    };
+    sagas::action ship = [&](const json&) -> awaitable<json> { throw sagaflow::tasks::permanent_error("no courier"); };
+    co_await ctx.step("reserve", reserve, release, ctx.input(), quick());
+    co_await ctx.step("charge", charge, refund, ctx.input(), quick());
+    co_await ctx.step("ship", ship, {}, ctx.input(), quick());
+    co_return json(nullptr);
+  };
+  with_orchestrator({d}, quick_orchestrator(), [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto retried = co_await c.start("pay", json(1));
+    auto skipped = co_await c.start("pay", json(2));
+    for (auto& id : {retried, skipped}) {
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::compensation_failed);
+      EXPECT_EQ(done->failed_step, "charge");
+    }
+    EXPECT_EQ(log.count("undo:reserve"), 0u) << "parked before the earlier step is undone";
+    EXPECT_FALSE(co_await c.retry_compensation("no-such-saga"));
+
+    EXPECT_TRUE(co_await c.skip_compensation(skipped));
+    auto done = co_await c.wait(skipped, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "ship");
+    EXPECT_EQ(log.count("undo:charge"), 4u) << "2 sagas x 2 attempts; the skip runs nothing";
+    EXPECT_EQ(log.count("undo:reserve"), 1u);
+    EXPECT_FALSE(co_await c.retry_compensation(skipped)) << "only a compensation_failed saga resumes";
+
+    refund_works = true;
+    EXPECT_TRUE(co_await c.retry_compensation(retried));
+    done = co_await c.wait(retried, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(log.count("undo:charge"), 5u) << "the retried compensation ran again, under its policy";
+    EXPECT_EQ(log.count("undo:reserve"), 2u);
+    EXPECT_EQ(log.count("do:charge"), 2u) << "completed steps are not run again";
+
+    auto st = co_await c.status(skipped);
+    CO_ASSERT_TRUE(st.has_value());
+    std::vector<std::string> tail;
+    for (auto& e : st->history)
+      if (e.event == "resumed" || e.event.starts_with("compensation_")) tail.push_back(e.event + ":" + e.name);
+    std::vector<std::string> expected{"compensation_started:charge", "compensation_failed:charge",
+                                      "compensation_started:charge", "compensation_failed:charge", "resumed:",
+                                      "compensation_skipped:charge", "compensation_started:reserve",
+                                      "compensation_completed:reserve"};
+    EXPECT_EQ(tail, expected);
+  });
+}
+
+// A sleep longer than the lease: the saga leaves the orchestrator, its timer brings it back, and
+// it goes on after the recorded wake-up time without running its first step again.
+TEST_F(sagas_test, a_long_durable_sleep_leaves_the_orchestrator_and_resumes_on_its_timer) {
+  ledger log;
+  sagas::definition d;
+  d.name = "nap";
+  d.run = [&log](sagas::context& ctx) -> awaitable<json> {
+    sagas::action act = [&log](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:" + std::string(in.as_string()));
+      co_return in;
+    };
+    co_await ctx.step("before", act, {}, json("before"), quick());
+    co_await ctx.sleep(700ms);
+    co_await ctx.step("after", act, {}, json("after"), quick());
+    co_return json(true);
+  };
+  with_orchestrator({d}, quick_orchestrator(), [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("nap", json(nullptr));
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_GE(o.stats().left, 1u) << "700 ms is longer than the 300 ms lease";
+    auto st = co_await c.status(id);
+    CO_ASSERT_TRUE(st.has_value());
+    std::int64_t due = 0, after_started = 0;
+    for (auto& e : st->history) {
+      if (e.event == "value") due = std::stoll(e.value);
+      if (e.event == "step_started" && e.name == "after") after_started = e.at_ms;
+    }
+    EXPECT_GT(due, 0);
+    EXPECT_GE(after_started, due) << "the step after the sleep starts at its recorded wake-up time or later";
+  });
+  std::vector<std::string> expected{"do:before", "do:after"};
+  EXPECT_EQ(log.calls, expected);
+}
+
+// max_waiting 0: every wait leaves the orchestrator. A reply resumes the saga from its journal
+// (the task is not dispatched again); a reply that never comes fails the step at its deadline,
+// through the timer, and the saga compensates.
+TEST_F(sagas_test, sagas_that_leave_while_waiting_resume_on_their_reply_or_fail_at_their_deadline) {
+  ledger log;
+  sagas::definition lost;
+  lost.name = "lost";
+  lost.run = [&log](sagas::context& ctx) -> awaitable<json> {
+    sagas::action reserve = [&log](const json& in) -> awaitable<json> {
+      log.calls.push_back("do:reserve");
+      co_return in;
+    };
+    sagas::compensation release = [&log](const json&, const json&) -> awaitable<void> {
+      log.calls.push_back("undo:reserve");
+      co_return;
+    };
+    auto short_wait = quick(1);
+    short_wait.timeout = 200ms;
+    co_await ctx.step("reserve", reserve, release, ctx.input(), quick());
+    sagas::remote_step nobody{.queue = "nobody", .task = "anything"};
+    co_return co_await ctx.remote("ask", nobody, ctx.input(), short_wait);
+  };
+  auto options = quick_orchestrator();
+  options.max_waiting = 0;
+  with_service({checkout_saga(log, false), lost}, options, [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+               [&](sagas::client& c, sagas::orchestrator& o, transport::connection&) -> awaitable<void> {
+    auto id = co_await c.start("checkout", json(5));
+    auto done = co_await c.wait(id, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::completed);
+    EXPECT_EQ(done->result, json(105));
+    EXPECT_GE(o.stats().left, 1u);
+    auto unanswered = co_await c.start("lost", json(1));
+    done = co_await c.wait(unanswered, 10s);
+    CO_ASSERT_TRUE(done.has_value());
+    EXPECT_EQ(done->state, sagas::status::compensated);
+    EXPECT_EQ(done->failed_step, "ask");
+    EXPECT_EQ(done->error, "no reply from queue 'nobody' in time");
+  });
+  EXPECT_EQ(log.count("do:charge"), 1u) << "the resumed saga found its reply: no second dispatch";
+  EXPECT_EQ(log.count("do:ship"), 1u);
+  EXPECT_EQ(log.count("undo:reserve"), 1u);
+}

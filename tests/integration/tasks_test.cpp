@@ -1000,7 +1000,7 @@ TEST_F(tasks_test, a_handler_result_is_stored_and_readable_by_task_id) {
 }
 
 // Request/reply: a task with a reply_to header gets its outcome appended to that stream, with the
-// reply key echoed: the result when it completes, the reason when it is dead-lettered.
+// reply key and its sf.reply.* headers echoed: the result when it completes, the reason when it is dead-lettered.
 TEST_F(tasks_test, a_task_with_a_reply_to_stream_gets_its_outcome_appended_there) {
   with_worker({}, [&](tasks::worker& w) {
     w.handle("double", [&](tasks::task_context& ctx) -> awaitable<void> {
@@ -1010,7 +1010,8 @@ TEST_F(tasks_test, a_task_with_a_reply_to_stream_gets_its_outcome_appended_there
     w.handle("refuse", [&](tasks::task_context&) -> awaitable<void> { throw tasks::permanent_error("no way"); });
   }, [&](tasks::client& c, transport::connection& conn) -> awaitable<void> {
     std::map<std::string, std::string> ok_headers{{std::string(tasks::reply_to_header), "replies"},
-                                                  {std::string(tasks::reply_key_header), "k-1"}};
+                                                  {std::string(tasks::reply_key_header), "k-1"},
+                                                  {std::string(tasks::reply_field_prefix) + "saga", "s-7"}};
     std::map<std::string, std::string> dead_headers{{std::string(tasks::reply_to_header), "replies"},
                                                     {std::string(tasks::reply_key_header), "k-2"}};
     tasks::enqueue_options ok_options;
@@ -1035,6 +1036,8 @@ TEST_F(tasks_test, a_task_with_a_reply_to_stream_gets_its_outcome_appended_there
     EXPECT_EQ(by_key["k-1"]["task"], doubled);
     EXPECT_EQ(by_key["k-1"]["status"], "completed");
     EXPECT_EQ(by_key["k-1"]["result"], "42");
+    EXPECT_EQ(by_key["k-1"]["saga"], "s-7");  // a sf.reply.<name> header, echoed as <name>
+    EXPECT_FALSE(by_key["k-2"].contains("saga"));
     EXPECT_EQ(by_key["k-2"]["task"], refused);
     EXPECT_EQ(by_key["k-2"]["status"], "dead");
     EXPECT_EQ(by_key["k-2"]["reason"], "permanent error");

@@ -65,6 +65,19 @@ struct remote_step {
 };
 static_assert(std::is_trivially_destructible_v<remote_step>);
 
+// One step of ctx.all: local (an action) or remote (a queue and a task); build it with
+// local_call or remote_call.
+struct step_call {
+  std::string name;
+  action act;
+  compensation undo;
+  std::string queue, task, undo_task;  // a remote step when `queue` is set
+  json input;
+  step_options options{};
+};
+step_call local_call(std::string name, action act, compensation undo, json input, step_options options = {});
+step_call remote_call(std::string name, remote_step where, json input, step_options options = {});
+
 namespace detail {
 class run;
 }
@@ -83,6 +96,15 @@ class context {
   // back through the saga's inbox (no polling). Dispatched once: a resumed saga finds the task
   // or its reply instead of enqueueing it again.
   awaitable<json> remote(std::string name, remote_step where, json input, step_options options = {});
+  // Runs the steps concurrently; their results, in order. When one fails for good, the others
+  // are awaited (a local one starts no new attempt, a remote one's reply is awaited), the body
+  // gets step_failed for the first failed step in order, and every completed step is
+  // compensated. Steps are matched to the journal by position, as sequential ones are. Name the
+  // vector before the co_await (GCC 12: no owning temporaries in a co_await expression).
+  awaitable<std::vector<json>> all(std::vector<step_call> calls);
+  // A durable sleep: a resumed saga sleeps only what is left. A saga that sleeps longer than
+  // the lease leaves its orchestrator, and a timer brings it back to any orchestrator.
+  awaitable<void> sleep(std::chrono::milliseconds d);
   // The time (ms since the epoch) and a random value, journaled: a replay gets the same ones.
   awaitable<std::int64_t> now_ms();
   awaitable<std::uint64_t> random();
@@ -126,11 +148,12 @@ struct outcome {
 struct journal_entry {
   std::string id;
   std::string event;  // started, step_started, step_completed, step_failed, value,
-                      // compensation_started, compensation_completed, compensation_failed, finished
+                      // compensation_started, compensation_completed, compensation_failed,
+                      // compensation_skipped, finished, resumed
   std::int64_t step = -1;
   std::string name;
   std::uint32_t attempt = 0;
-  std::string value;  // JSON: a result, an error text, a recorded value
+  std::string value;  // JSON: a result, an error text, a recorded value; resumed: retry or skip
   std::string correlation_id;
   std::int64_t at_ms = 0;
 };
@@ -165,6 +188,11 @@ class client {
   // completed steps are compensated; the outcome is `cancelled` (or compensation_failed).
   // False when the saga is not running (unknown, or finished).
   awaitable<bool> cancel(std::string_view saga_id);
+  // A saga parked as compensation_failed runs again: its failed compensation is retried under
+  // its policy (retry_compensation) or marked skipped (skip_compensation), then the remaining
+  // completed steps are compensated. False when the saga is not compensation_failed.
+  awaitable<bool> retry_compensation(std::string_view saga_id);
+  awaitable<bool> skip_compensation(std::string_view saga_id);
   // The ids of the sagas started under `correlation_id` (kept as long as a finished saga is).
   awaitable<std::vector<std::string>> find(std::string_view correlation_id);
 
@@ -178,7 +206,11 @@ class client {
 struct orchestrator_options {
   std::string prefix = "sf";
   std::string consumer;             // default: host-pid-random
-  std::size_t concurrency = 1024;   // sagas run at once
+  std::size_t concurrency = 1024;   // sagas executing at once (a saga waiting for a reply or a timer does not count)
+  // Sagas kept in memory while they wait for a remote step's reply or a sleep. Past it, a saga
+  // that waits leaves the orchestrator (its run entry acknowledged) and resumes from its journal
+  // when the reply, or its timer, adds a run entry.
+  std::size_t max_waiting = 10'000;
   std::chrono::milliseconds lease{std::chrono::seconds(30)};  // a silent orchestrator's sagas are taken over after this
   std::chrono::milliseconds block{std::chrono::seconds(1)};
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};  // of a finished saga's journal and snapshot
@@ -192,6 +224,7 @@ struct orchestrator_stats {
   std::uint64_t started = 0, completed = 0, compensated = 0, compensation_failed = 0, parked = 0, cancelled = 0;
   std::uint64_t fenced = 0;  // sagas dropped because another orchestrator took them
   std::uint64_t writes = 0;  // journal appends
+  std::uint64_t left = 0;    // times a waiting saga left the orchestrator (resumed later by reply or timer)
 };
 
 // Pulls saga runs from the run stream's consumer group and runs them; any number of processes.

@@ -30,10 +30,12 @@ struct retry_policy {
 // Request/reply: a task enqueued with the header `reply_to_header` (a stream key) gets its
 // outcome appended to that stream when it ends for good, with the fields `task` (its id), `key`
 // (the header `reply_key_header`, echoed), `status` ("completed", with `result`: the handler's
-// result as JSON or empty; or "dead", with `reason` and `error`). A task can end more than once
-// (at least once): a reply can come twice.
+// result as JSON or empty; or "dead", with `reason` and `error`), and one field per header named
+// `reply_field_prefix` + name (the name without the prefix, e.g. "sf.reply.saga" -> `saga`). A
+// task can end more than once (at least once): a reply can come twice.
 inline constexpr std::string_view reply_to_header = "sf.reply_to";
 inline constexpr std::string_view reply_key_header = "sf.reply_key";
+inline constexpr std::string_view reply_field_prefix = "sf.reply.";
 
 // Enqueue options. Keep this aggregate trivially destructible (views, not strings): GCC 12
 // destroys brace-initialized aggregate temporaries in co_await expressions twice.
