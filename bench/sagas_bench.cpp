@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -455,8 +456,7 @@ class orchestrator_child {
  public:
   orchestrator_child(std::uint16_t port, std::uint64_t concurrency)
       : id_(static_cast<std::uint64_t>(::getpid()) * 1000 + next_id()), board_(id_, true),
-        process_({self_executable(), "sagas-orchestrator", "--port", std::to_string(port), "--concurrency",
-                  std::to_string(concurrency), "--board", std::to_string(id_)}) {}
+        process_(command(port, concurrency, id_)) {}
 
   pid_t pid() const noexcept { return process_.pid(); }
   bool running() { return process_.running(); }
@@ -500,6 +500,20 @@ class orchestrator_child {
   }
 
  private:
+  // SAGAFLOW_BENCH_ORCHESTRATOR_PREFIX puts words before it, e.g. "valgrind --tool=massif" to see
+  // what the orchestrator's memory holds (the figures are then valgrind's, not the orchestrator's).
+  static std::vector<std::string> command(std::uint16_t port, std::uint64_t concurrency, std::uint64_t id) {
+    std::vector<std::string> argv;
+    if (const char* prefix = std::getenv("SAGAFLOW_BENCH_ORCHESTRATOR_PREFIX"); prefix && *prefix) {
+      std::istringstream words(prefix);
+      for (std::string w; words >> w;) argv.push_back(w);
+    }
+    for (std::string a : {self_executable(), std::string("sagas-orchestrator"), std::string("--port"), std::to_string(port),
+                          std::string("--concurrency"), std::to_string(concurrency), std::string("--board"),
+                          std::to_string(id)})
+      argv.push_back(std::move(a));
+    return argv;
+  }
   static std::uint64_t next_id() {
     static std::uint64_t n = 0;
     return ++n;
@@ -532,6 +546,9 @@ phase_result saga_round(session& s, orchestrator_child& orch, std::string name, 
   phase_result r{std::move(name), n, static_cast<double>(end - t0) / 1e9, static_cast<double>(started - t0) / 1e9};
   s.charge(r, before);
   r.writes_per_saga = static_cast<double>(after.writes - base.writes) / static_cast<double>(n);
+  std::fprintf(stderr, "      after it: orchestrator VmRSS %.1f MB; redis-server used_memory %s, %s keys\n",
+               proc_status_kb(orch.pid(), "VmRSS") / 1024, info_field(s.info("memory"), "used_memory_human").c_str(),
+               std::to_string(s.integer(transport::request().push("DBSIZE"))).c_str());
   if (after.completed - base.completed != n)
     throw std::runtime_error(r.name + ": " + std::to_string(after.completed - base.completed) + " of " +
                              std::to_string(n) + " sagas completed; " +
@@ -638,7 +655,9 @@ struct rss_result {
 // many in flight. A worker then lets them finish.
 rss_result rss_run(session& s, std::uint16_t port, const sagas_options& o) {
   rss_result out;
-  orchestrator_child orch(port, std::max(o.concurrency, o.rss_sagas + 64));
+  // The default configuration: a saga waiting for a reply does not count against concurrency,
+  // and up to max_waiting (10,000) waiting sagas stay in memory.
+  orchestrator_child orch(port, o.concurrency);
   s.orchestrator_pid = orch.pid();
   orch.wait_ready(s);
   const std::string first_queue = tasks::queue_keys("sf", remote_queues[0]).streams[static_cast<std::size_t>(tasks::priority::normal)];
