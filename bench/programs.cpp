@@ -207,6 +207,17 @@ double cpu_seconds_of(pid_t pid) {
   return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+double cpu_wait_seconds_of(pid_t pid) {
+  std::error_code ec;
+  double total = 0;
+  for (auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream in(task.path() / "schedstat");
+    double on_cpu_ns = 0, waiting_ns = 0;
+    if (in >> on_cpu_ns >> waiting_ns) total += waiting_ns / 1e9;
+  }
+  return total;
+}
+
 double proc_status_kb(pid_t pid, std::string_view field) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
   std::string line;

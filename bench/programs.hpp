@@ -92,6 +92,9 @@ void wait_all(std::vector<std::future<void>>& futures);
 double cpu_seconds(int who);
 // utime + stime of a live process, from /proc/<pid>/stat.
 double cpu_seconds_of(pid_t pid);
+// Seconds the threads of a live process spent runnable but waiting for a CPU (the second field of
+// /proc/<pid>/task/*/schedstat): on shared cores, how much a process was held back by others.
+double cpu_wait_seconds_of(pid_t pid);
 // A field of /proc/<pid>/status in kB ("VmHWM", "VmRSS"); -1 when missing.
 double proc_status_kb(pid_t pid, std::string_view field);
 

@@ -322,6 +322,7 @@ struct phase_result {
   double seconds = 0;
   double start_seconds = 0;  // until the last start() returned
   double client_cpu = 0, orchestrator_cpu = 0, worker_cpu = 0, server_cpu = 0;
+  double orchestrator_wait = 0, server_wait = 0;  // runnable but waiting for a CPU (schedstat)
   double commands_per_saga = 0;   // every Redis command, scripts' inner commands included
   double writes_per_saga = 0;     // the orchestrator's journal writes (orchestrator_stats::writes)
   std::string server_detail;      // redis-server's time per saga by command (INFO commandstats)
@@ -337,6 +338,9 @@ void report(const phase_result& r) {
                  100 * r.server_cpu / r.seconds);
   else
     std::fprintf(stderr, "\n");
+  if (r.seconds > 0 && r.orchestrator_cpu > 0)
+    std::fprintf(stderr, "      runnable but waiting for a CPU (other processes on the 2 cores): orchestrator %3.0f%%, "
+                 "redis-server %3.0f%% of the time\n", 100 * r.orchestrator_wait / r.seconds, 100 * r.server_wait / r.seconds);
   if (r.sagas > 0 && r.orchestrator_cpu + r.server_cpu > 0)
     std::fprintf(stderr,
                  "      per saga: redis-server %.1f us CPU, %.1f commands, %.1f journal writes; orchestrator %.1f us "
@@ -361,6 +365,7 @@ void keep_best(phase_result& best, phase_result r) {
 
 struct cpu_mark {
   double client = 0, orchestrator = 0, worker = 0, server = 0;
+  double orchestrator_wait = 0, server_wait = 0;
   command_stats commands;
 };
 
@@ -376,9 +381,9 @@ struct session {
   transport::config cfg;
   std::shared_ptr<transport::connection> control, producer;
   std::shared_ptr<sagas::client> client;
-  pid_t orchestrator_pid = -1, worker_pid = -1;
+  pid_t orchestrator_pid = -1, worker_pid = -1, server_pid = -1;
 
-  session(sagaflow::runtime& r, std::uint16_t port) : rt(r), cfg(local_config(port, "sagaflow-bench")) {
+  session(sagaflow::runtime& r, std::uint16_t port, pid_t server) : rt(r), cfg(local_config(port, "sagaflow-bench")), server_pid(server) {
     control = open();
     producer = open();
     client = std::make_shared<sagas::client>(producer, cfg);
@@ -411,8 +416,13 @@ struct session {
     return std::stod(info_field(text, "used_cpu_user")) + std::stod(info_field(text, "used_cpu_sys"));
   }
   cpu_mark mark() {
-    return {cpu_seconds(RUSAGE_SELF), orchestrator_pid > 0 ? cpu_seconds_of(orchestrator_pid) : 0,
-            worker_pid > 0 ? cpu_seconds_of(worker_pid) : 0, server_cpu(), parse_commandstats(info("commandstats"))};
+    return {cpu_seconds(RUSAGE_SELF),
+            orchestrator_pid > 0 ? cpu_seconds_of(orchestrator_pid) : 0,
+            worker_pid > 0 ? cpu_seconds_of(worker_pid) : 0,
+            server_cpu(),
+            orchestrator_pid > 0 ? cpu_wait_seconds_of(orchestrator_pid) : 0,
+            server_pid > 0 ? cpu_wait_seconds_of(server_pid) : 0,
+            parse_commandstats(info("commandstats"))};
   }
   void charge(phase_result& r, const cpu_mark& before) {
     auto after = mark();
@@ -420,6 +430,8 @@ struct session {
     r.orchestrator_cpu = after.orchestrator - before.orchestrator;
     r.worker_cpu = after.worker - before.worker;
     r.server_cpu = after.server - before.server;
+    r.orchestrator_wait = after.orchestrator_wait - before.orchestrator_wait;
+    r.server_wait = after.server_wait - before.server_wait;
     auto per = static_cast<double>(r.sagas);
     r.server_detail = top_commands(before.commands, after.commands, per, 8);
     r.commands_per_saga = calls_per(before.commands, after.commands, per);
@@ -778,7 +790,7 @@ int run_sagas_bench(std::span<const std::string_view> args) {
   {
     // Declared first, destroyed last: the server outlives the processes and every connection.
     redis_process server;
-    session s(rt, server.port());
+    session s(rt, server.port(), server.pid());
     version = info_field(s.info("server"), "redis_version");
     std::fprintf(stderr,
                  "sagaflow-bench sagas: redis-server %s on 127.0.0.1:%u; client 1 thread, reactor %s; orchestrator "
@@ -821,7 +833,7 @@ int run_sagas_bench(std::span<const std::string_view> args) {
   }
   if (o.aof) {
     redis_process server({"--appendonly", "yes", "--appendfsync", "everysec"});
-    session s(rt, server.port());
+    session s(rt, server.port(), server.pid());
     std::fprintf(stderr, "appendonly yes, appendfsync everysec: redis-server on 127.0.0.1:%u\n",
                  static_cast<unsigned>(server.port()));
     aof_failed = attempt("local3 appendonly", [&] {
