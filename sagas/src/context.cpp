@@ -198,7 +198,8 @@ awaitable<std::vector<json>> run::all(std::vector<step_call> calls) {
   };
   std::vector<slot> slots(calls.size());
   auto abandon = std::make_shared<bool>(false);
-  wait_group branches(co_await boost::asio::this_coro::executor);
+  auto strand = co_await boost::asio::this_coro::executor;
+  wait_group branches(strand);
   ++parallel_;
   for (std::size_t i = 0; i < calls.size(); ++i) {
     auto branch = [](run& self, std::int64_t k, step_call& c, slot& out, std::shared_ptr<bool> abandon) -> awaitable<void> {
@@ -262,8 +263,8 @@ step_record* run::recorded(std::int64_t k, const std::string& name) {
 }
 
 // A remote step is one task on `queue`, retried by its workers under `options` (its attempts are
-// the task's); the saga journals its dispatch and its outcome, and the reply comes back as a run
-// entry (tasks' reply_to is the run stream). The reply key is the step index, the idempotency
+// the task's); the saga journals its dispatch and its outcome, and the reply comes back to the
+// dispatching orchestrator's inbox (tasks' reply_to). The reply key is the step index, the idempotency
 // key the saga id and that index: a resumed saga dispatches again, which enqueues nothing while
 // the first task is known, and not at all when the reply is already there.
 awaitable<json> run::remote(std::string name, std::string queue, std::string task, std::string undo_task, json in,

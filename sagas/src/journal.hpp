@@ -24,6 +24,13 @@ inline std::string run_stream(std::string_view prefix) { return std::string(pref
 // Timers of the sagas that left their orchestrator while waiting: saga id -> due unix ms. In the
 // run stream's slot, so that due.lua moves a due one into the stream atomically.
 inline std::string timers_key(std::string_view prefix) { return std::string(prefix) + ":{sagas}:timers"; }
+// An orchestrator's inbox: the replies of the remote steps it dispatched (read with the run
+// stream, in the same group). The registry (orchestrator -> last heartbeat ms) tells the others
+// when it went silent, so that they adopt its inbox.
+inline std::string inbox_key(std::string_view prefix, std::string_view orchestrator) {
+  return std::string(prefix) + ":{sagas}:inbox:" + std::string(orchestrator);
+}
+inline std::string registry_key(std::string_view prefix) { return std::string(prefix) + ":{sagas}:orchestrators"; }
 // The ids of the sagas started under a correlation id: a set in a slot of its own.
 inline std::string correlation_key(std::string_view prefix, std::string_view correlation) {
   return std::string(prefix) + ":corr:{" + std::string(correlation) + "}";

@@ -1,9 +1,10 @@
 // The orchestrator: pulls saga runs from the run stream's consumer group, takes each saga (a new
 // epoch), replays its journal and runs its body; renews its leases and takes over the sagas of
-// orchestrators that went silent. Remote steps' replies arrive as run entries too: one that
-// reaches the orchestrator holding the saga wakes it in memory; elsewhere, it resumes the saga
-// from its journal. A saga waiting past max_waiting (or a long sleep) leaves, and its timer or
-// its reply brings it back.
+// orchestrators that went silent. Remote steps' replies come to the inbox of the orchestrator
+// that dispatched them (read with the run stream) and wake the saga in memory; a saga it no
+// longer holds is resumed from its journal. A saga waiting past max_waiting (or a long sleep)
+// leaves, and its timer or its reply brings it back. The inbox of an orchestrator that went
+// silent is adopted: its replies move to the run stream.
 #include "journal.hpp"
 #include "scripts.hpp"
 
@@ -48,24 +49,30 @@ class signal {
 
 // A saga this orchestrator holds: the run entries it got for it (pending here until the saga
 // ends or leaves) and the replies they carried that the saga has not taken yet.
+struct entry_ref {
+  bool inbox;  // else the run stream
+  std::string id;
+};
 struct held {
   explicit held(const asio::any_io_executor& ex) : wake(ex) {}
-  std::vector<std::string> entries;
+  std::vector<entry_ref> entries;
   std::map<std::string, detail::remote_reply> replies;  // by reply key
   signal wake;
   bool resumed = false;  // started by a reply or a timer: it may have left before (a timer to remove)
+  std::size_t waiters = 0;  // its coroutines waiting (several inside ctx.all)
 };
 
 struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   impl(asio::any_io_executor ex, transport::config cfg, orchestrator_options opts)
       : strand(asio::make_strand(ex)), redis(std::move(cfg)), options(std::move(opts)),
-        stream(run_stream(options.prefix)), timers(timers_key(options.prefix)), sagas(strand), loops(strand),
-        slot_freed(strand) {
+        stream(run_stream(options.prefix)), timers(timers_key(options.prefix)), registry(registry_key(options.prefix)),
+        sagas(strand), loops(strand), slot_freed(strand) {
     if (options.consumer.empty()) {
       char host[256] = "host";
       ::gethostname(host, sizeof host - 1);
       options.consumer = std::string(host) + "-" + std::to_string(::getpid()) + "-" + make_id().substr(16);
     }
+    inbox = inbox_key(options.prefix, options.consumer);
     if (options.concurrency == 0) throw std::invalid_argument("orchestrator: concurrency must be at least 1");
     if (options.lease < milliseconds(100)) throw std::invalid_argument("orchestrator: lease must be at least 100 ms");
   }
@@ -73,7 +80,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   asio::strand<asio::any_io_executor> strand;
   transport::config redis;
   orchestrator_options options;
-  std::string stream, timers;
+  std::string stream, timers, registry, inbox;
   std::unordered_map<std::string, definition> definitions;
   orchestrator_stats stats;
   std::shared_ptr<transport::connection> commands, blocking;
@@ -82,6 +89,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   std::size_t waiting = 0;  // held sagas waiting for a reply or a timer
   bool frozen = false;      // the crash hook fired
   bool stopping = false;
+  bool abandoning = false;  // the grace is over: waiting sagas are dropped (taken over after the lease)
   wait_group sagas, loops;
   notifier slot_freed;
 
@@ -103,13 +111,29 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (frozen) throw crash_hook();
   }
 
-  awaitable<void> ack(std::span<const std::string> ids) {
+  awaitable<void> ack(std::span<const entry_ref> entries) {
     before_write();
+    std::vector<std::string> run_ids, inbox_ids;
+    for (auto& e : entries) (e.inbox ? inbox_ids : run_ids).push_back(e.id);
     transport::request req;
-    transport::add_xack(req, stream, run_group, ids);
-    transport::add_xdel(req, stream, ids);
+    if (!run_ids.empty()) {
+      transport::add_xack(req, stream, run_group, run_ids);
+      transport::add_xdel(req, stream, run_ids);
+    }
+    if (!inbox_ids.empty()) {
+      transport::add_xack(req, inbox, run_group, inbox_ids);
+      transport::add_xdel(req, inbox, inbox_ids);
+    }
     co_await commands->exec(std::move(req));
     wrote();
+  }
+
+  // Its inbox's group (again after an adoption deleted it while this one stalled) and its
+  // heartbeat in the registry.
+  awaitable<void> register_here() {
+    co_await transport::xgroup_create(*commands, inbox, run_group, "0");
+    transport::scored_member me[] = {{static_cast<double>(unix_now_ms()), options.consumer}};
+    co_await transport::zadd(*commands, registry, me);
   }
 
   awaitable<void> run(stop_source stop) {
@@ -118,6 +142,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     co_await commands->connect();
     co_await blocking->connect();
     co_await transport::xgroup_create(*commands, stream, run_group, "0");
+    co_await register_here();
     tasks::client_options task_options;
     task_options.prefix = options.prefix;
     dispatcher = std::make_unique<tasks::client>(commands, task_options);
@@ -136,6 +161,13 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     while (sagas.running() > 0 && steady_clock::now() < grace) co_await sleep_for(milliseconds(10));
     if (sagas.running() > 0)
       log::warn("orchestrator", sagas.running(), " saga(s) still running after the grace; other orchestrators take them over");
+    try {  // silent from now on: the others adopt the inbox (replies still to come) at once
+      transport::scored_member gone[] = {{static_cast<double>(unix_now_ms() - 10 * options.lease.count()), options.consumer}};
+      if (!frozen) co_await transport::zadd(*commands, registry, gone);
+    } catch (const std::exception& e) {
+      log::warn("orchestrator", "leaving the registry failed: ", log::error_text(e));
+    }
+    abandoning = true;
     commands->close();
     wake_all();
     co_await sagas.wait();
@@ -149,41 +181,52 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       }
       std::vector<transport::stream_batch> got;
       bool failed = false;
+      bool lost_group = false;
       try {
-        transport::stream_offset from[] = {{stream, ">"}};
+        transport::stream_offset from[] = {{stream, ">"}, {inbox, ">"}};
         transport::xreadgroup_options read{.count = options.concurrency - (running.size() - waiting), .block = options.block};
         got = co_await transport::xreadgroup(*blocking, run_group, options.consumer, from, read);
       } catch (const std::exception& e) {
         if (stop.stop_requested() || stopping) break;
-        log::warn("orchestrator", "reading saga runs failed: ", log::error_text(e), "; retrying");
+        lost_group = std::string_view(e.what()).find("NOGROUP") != std::string_view::npos;
+        if (!lost_group) log::warn("orchestrator", "reading saga runs failed: ", log::error_text(e), "; retrying");
         failed = true;
+      }
+      if (lost_group) {  // its inbox was adopted while it stalled
+        try {
+          co_await register_here();
+          co_await transport::xgroup_create(*commands, stream, run_group, "0");
+          continue;
+        } catch (const std::exception& e) {
+          log::warn("orchestrator", "recreating the inbox failed: ", log::error_text(e));
+        }
       }
       if (failed) {
         co_await stop.sleep_for(milliseconds(500));
         continue;
       }
       for (auto& batch : got)
-        for (auto& e : batch.entries) begin(e);
+        for (auto& e : batch.entries) begin(e, batch.stream == inbox);
     }
   }
 
   // A run entry: starts the saga here, or hands what it carries (a reply, a wake-up) to the
   // saga already held here.
-  void begin(const transport::stream_entry& e) {
+  void begin(const transport::stream_entry& e, bool from_inbox) {
     auto* id = e.find(run_field);
     if (!id || id->empty()) {
       log::warn("orchestrator", "run entry ", e.id, " names no saga; dropped");
-      auto drop = [](std::shared_ptr<impl> self, std::string entry) -> awaitable<void> {
-        std::string one[] = {entry};
+      auto drop = [](std::shared_ptr<impl> self, entry_ref entry) -> awaitable<void> {
+        entry_ref one[] = {entry};
         co_await self->ack(one);
       };
-      sagas.spawn(drop(shared_from_this(), e.id), "dropping a malformed run entry");
+      sagas.spawn(drop(shared_from_this(), entry_ref{from_inbox, e.id}), "dropping a malformed run entry");
       return;
     }
     auto& h = running[*id];
     bool fresh = !h;
     if (fresh) h = std::make_shared<held>(strand);
-    h->entries.push_back(e.id);
+    h->entries.push_back({from_inbox, e.id});
     auto* key = e.find("key");
     if (key) h->replies.try_emplace(*key, detail::decode_reply(e));
     if (fresh) {
@@ -201,28 +244,53 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       bool slept = co_await stop.sleep_for(options.lease / 3);
       if (!slept || frozen) co_return;
       try {
-        std::vector<std::string> ids;
-        for (auto& [saga, h] : running) ids.insert(ids.end(), h->entries.begin(), h->entries.end());
-        for (std::size_t from = 0; from < ids.size(); from += 1000) {
-          auto n = std::min<std::size_t>(1000, ids.size() - from);
-          transport::request req;
-          req.begin(6 + n).arg("XCLAIM").arg(stream).arg(run_group).arg(options.consumer).arg(0);
-          for (std::size_t i = from; i < from + n; ++i) req.arg(ids[i]);
-          req.arg("JUSTID");
-          co_await commands->exec(std::move(req));
-        }
+        co_await heartbeat();
+        std::vector<std::string> run_ids, inbox_ids;
+        for (auto& [saga, h] : running)
+          for (auto& e : h->entries) (e.inbox ? inbox_ids : run_ids).push_back(e.id);
+        std::vector<std::string>* lists[] = {&run_ids, &inbox_ids};
+        for (auto* ids : lists)
+          for (std::size_t from = 0; from < ids->size(); from += 1000) {
+            auto n = std::min<std::size_t>(1000, ids->size() - from);
+            transport::request req;
+            req.begin(6 + n).arg("XCLAIM").arg(ids == &run_ids ? stream : inbox).arg(run_group).arg(options.consumer).arg(0);
+            for (std::size_t i = from; i < from + n; ++i) req.arg((*ids)[i]);
+            req.arg("JUSTID");
+            co_await commands->exec(std::move(req));
+          }
         if (running.size() - waiting < options.concurrency && !stopping) {
           auto claimed = co_await transport::xautoclaim(*commands, stream, run_group, options.consumer, options.lease,
                                                         "0-0", options.concurrency - (running.size() - waiting));
           for (auto& e : claimed.entries) {
             log::info("orchestrator", "taking over run ", e.id, " (its orchestrator was silent for the lease)");
-            begin(e);
+            begin(e, false);
           }
         }
       } catch (const std::exception& e) {
         log::warn("orchestrator", "lease keeping failed: ", log::error_text(e));
       }
     }
+  }
+
+  // Its own heartbeat; and the inboxes of orchestrators silent for two leases move to the run
+  // stream (adopt.lua), so that the replies sent to a dead orchestrator resume their sagas.
+  awaitable<void> heartbeat() {
+    auto now = unix_now_ms();
+    transport::scored_member me[] = {{static_cast<double>(now), options.consumer}};
+    co_await transport::zadd(*commands, registry, me);
+    auto silent_since = std::to_string(now - 2 * options.lease.count());
+    auto silent = co_await transport::zrange_by_score(*commands, registry, "-inf", silent_since);
+    std::vector<std::string> keys{stream, registry};
+    for (auto& m : silent)
+      if (m.member != options.consumer) keys.push_back(inbox_key(options.prefix, m.member));
+    if (keys.size() == 2) co_return;
+    std::vector<std::string_view> key_views(keys.begin(), keys.end());
+    auto forget = std::to_string(now - options.retention.count());
+    std::string_view args[] = {forget};
+    auto moved = co_await transport::evalsha(*commands, scripts::adopt(), key_views, args);
+    if (moved.integer > 0)
+      log::info("orchestrator", "adopted ", moved.integer, " repl", moved.integer == 1 ? "y" : "ies",
+                " from the inbox of silent orchestrators");
   }
 
   // Moves the due timers of sagas that left into the run stream (any orchestrator may do it).
@@ -271,7 +339,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
           wrote();
           ++stats.left;
         }
-        std::vector<std::string> done(h->entries.begin(), h->entries.end());
+        std::vector<entry_ref> done(h->entries.begin(), h->entries.end());
         co_await ack(done);
         h->entries.erase(h->entries.begin(), h->entries.begin() + static_cast<std::ptrdiff_t>(done.size()));
       } catch (const std::exception& e) {
@@ -289,6 +357,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
                                                              std::int64_t deadline_ms, bool may_leave) {
     for (;;) {
       if (frozen) throw crash_hook();
+      if (abandoning) throw std::runtime_error("the orchestrator stopped while the saga waited");
       if (auto it = h->replies.find(key); it != h->replies.end()) {
         auto reply = std::move(it->second);
         h->replies.erase(it);
@@ -304,6 +373,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   awaitable<void> await_until(std::shared_ptr<held> h, std::int64_t due_ms, bool may_leave) {
     for (;;) {
       if (frozen) throw crash_hook();
+      if (abandoning) throw std::runtime_error("the orchestrator stopped while the saga waited");
       auto left = due_ms - unix_now_ms();
       if (left <= 0) co_return;
       if (may_leave && (stopping || waiting >= options.max_waiting || milliseconds(left) > options.lease))
@@ -314,10 +384,12 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
 
   // A held saga waits (it does not count against the concurrency meanwhile).
   awaitable<void> wait(const std::shared_ptr<held>& h, std::int64_t ms) {
-    ++waiting;
-    slot_freed.notify_all();
+    if (h->waiters++ == 0) {
+      ++waiting;
+      slot_freed.notify_all();
+    }
     co_await h->wake.wait_until(steady_clock::now() + milliseconds(ms));
-    --waiting;
+    if (--h->waiters == 0) --waiting;
   }
 
   awaitable<void> execute(const std::string& saga_id, const std::shared_ptr<held>& h) {
@@ -365,7 +437,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     services.dispatch = [self, saga_id, correlation](std::string queue, std::string task, json input, std::string key,
                                                      step_options o) -> awaitable<void> {
       self->before_write();
-      std::map<std::string, std::string> headers{{std::string(tasks::reply_to_header), self->stream},
+      std::map<std::string, std::string> headers{{std::string(tasks::reply_to_header), self->inbox},
                                                  {std::string(tasks::reply_key_header), key},
                                                  {std::string(tasks::reply_field_prefix) + std::string(run_field), saga_id}};
       std::string idempotency = saga_id + "/" + key;

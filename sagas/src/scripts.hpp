@@ -10,4 +10,5 @@ const transport::script& append();
 const transport::script& cancel();
 const transport::script& due();
 const transport::script& resume();
+const transport::script& adopt();
 }  // namespace sagaflow::sagas::scripts

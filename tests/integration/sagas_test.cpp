@@ -836,3 +836,53 @@ TEST_F(sagas_test, sagas_that_leave_while_waiting_resume_on_their_reply_or_fail_
   EXPECT_EQ(log.count("do:ship"), 1u);
   EXPECT_EQ(log.count("undo:reserve"), 1u);
 }
+
+// Two orchestrators at once: every remote step's reply goes to the inbox of the orchestrator that
+// dispatched it, so sagas are neither taken over nor run twice, and the work is shared.
+TEST_F(sagas_test, two_orchestrators_share_sagas_with_remote_steps_without_taking_them_from_each_other) {
+  ledger log;
+  constexpr int count = 40;
+  run([&]() -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    sagaflow::tasks::worker_options wo;
+    wo.queues = {sagaflow::tasks::queue_config{"payments", 1}};
+    wo.concurrency = 8;
+    sagaflow::tasks::worker w(ex, server.config(), wo);
+    payments_service(w, log);
+    auto conn = transport::connection::create(ex, server.config());
+    co_await conn->connect();
+    sagas::client client(conn, server.config());
+    std::vector<std::unique_ptr<sagas::orchestrator>> orchestrators;
+    for (int i = 0; i < 2; ++i) {
+      orchestrators.push_back(std::make_unique<sagas::orchestrator>(ex, server.config(), quick_orchestrator()));
+      orchestrators.back()->add(checkout_saga(log, false));
+    }
+    stop_source stop;
+    int ended = 0;
+    asio::co_spawn(ex, w.run(stop), [&](std::exception_ptr) { ++ended; });
+    for (auto& o : orchestrators) asio::co_spawn(ex, o->run(stop), [&](std::exception_ptr) { ++ended; });
+    std::vector<std::string> ids;
+    for (int i = 0; i < count; ++i) ids.push_back(co_await client.start("checkout", json(i)));
+    for (auto& id : ids) {
+      auto done = co_await client.wait(id, 20s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::completed);
+    }
+    for (auto& o : orchestrators) {
+      EXPECT_EQ(o->stats().fenced, 0u) << "no saga was taken from the orchestrator holding it";
+      EXPECT_GT(o->stats().completed, 0u) << "both orchestrators took sagas";
+    }
+    EXPECT_EQ(orchestrators[0]->stats().completed + orchestrators[1]->stats().completed, std::uint64_t(count));
+    EXPECT_EQ(orchestrators[0]->stats().started + orchestrators[1]->stats().started, std::uint64_t(count))
+        << "each saga was taken once: its reply came back to the orchestrator holding it";
+    for (auto& id : ids) {
+      auto epoch = co_await conn->call("HGET", "sf:{saga:" + id + "}", "epoch");
+      EXPECT_EQ(epoch.text, "1") << id;
+    }
+    stop.request_stop();
+    EXPECT_TRUE(co_await eventually([&] { return ended == 3; }));
+    conn->close();
+  }());
+  EXPECT_EQ(log.count("do:charge"), std::size_t(count));
+  EXPECT_EQ(log.count("do:reserve"), std::size_t(count));
+}
