@@ -505,6 +505,12 @@ class orchestrator_child {
     }
   }
 
+  // Sagas the benchmark started for this orchestrator so far; a measured round first waits until
+  // all of them finished, so that a late finish of the previous phase (the orchestrator may lag
+  // behind what a client already sees, on loaded cores) is not counted in the next.
+  std::uint64_t started_here = 0;
+  void settle() { wait_finished(started_here, 60s); }
+
   // SIGTERM, then its report (its stats as it printed them).
   std::string stop() {
     process_.signal(SIGTERM);
@@ -548,9 +554,11 @@ std::unique_ptr<child_process> start_worker(session& s, std::uint16_t port, cons
 // the orchestrator seeing the n-th finish. Every one must complete.
 phase_result saga_round(session& s, orchestrator_child& orch, std::string name, std::string_view saga, std::uint64_t n,
                         const sagas_options& o) {
+  orch.settle();
   auto base = orch.values();
   auto before = s.mark();
   auto t0 = unix_ns();
+  orch.started_here += n;
   s.start_bulk(saga, n, o.inflight);
   auto started = unix_ns();
   auto end = orch.wait_finished(base.finished + n, 180s);
@@ -893,7 +901,9 @@ int run_sagas_bench(std::span<const std::string_view> args) {
             keep_best(local, saga_round(s, orch, "local3 (3 local no-op steps)", local_saga, o.sagas, o));
           });
       }
+      orch.started_here += o.latency_rate * o.latency_seconds;
       latency_failed = attempt("latency", [&] { latency_phase = latency_run(s, o, latency, false); });
+      orch.started_here += o.latency_rate * o.latency_seconds;
       polled_failed = attempt("latency (one poller)", [&] { latency_run(s, o, polled, true); });
       remote_failed = attempt("remote3", [&] {
         auto worker = start_worker(s, server.port(), o);
