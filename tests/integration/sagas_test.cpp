@@ -886,3 +886,35 @@ TEST_F(sagas_test, two_orchestrators_share_sagas_with_remote_steps_without_takin
   EXPECT_EQ(log.count("do:charge"), std::size_t(count));
   EXPECT_EQ(log.count("do:reserve"), std::size_t(count));
 }
+
+// A saga waiting for replies does not hold a concurrency slot, however many of its steps wait:
+// with concurrency 1, a saga whose two parallel remote steps wait still gets their replies (the
+// reader keeps reading), and a second saga runs meanwhile.
+TEST_F(sagas_test, waiting_parallel_steps_do_not_hold_the_orchestrators_concurrency) {
+  ledger log;
+  sagas::definition d;
+  d.name = "pair";
+  d.run = [](sagas::context& ctx) -> awaitable<json> {
+    sagas::remote_step charge{.queue = "payments", .task = "charge"};
+    std::vector<sagas::step_call> calls;
+    calls.push_back(sagas::remote_call("first", charge, ctx.input(), quick()));
+    calls.push_back(sagas::remote_call("second", charge, json(ctx.input().as_int64() + 1), quick()));
+    auto results = co_await ctx.all(std::move(calls));
+    co_return json(results.at(0).as_int64() + results.at(1).as_int64());
+  };
+  auto options = quick_orchestrator();
+  options.concurrency = 1;
+  with_service({d}, options, [&](sagaflow::tasks::worker& w) { payments_service(w, log); },
+               [&](sagas::client& c, sagas::orchestrator&, transport::connection&) -> awaitable<void> {
+    auto a = co_await c.start("pair", json(1));
+    auto b = co_await c.start("pair", json(10));
+    std::vector<std::pair<std::string, int>> expected{{a, 203}, {b, 221}};
+    for (auto& [id, sum] : expected) {
+      auto done = co_await c.wait(id, 10s);
+      CO_ASSERT_TRUE(done.has_value());
+      EXPECT_EQ(done->state, sagas::status::completed);
+      EXPECT_EQ(done->result, json(sum));
+    }
+  });
+  EXPECT_EQ(log.count("do:charge"), 4u);
+}
