@@ -1,6 +1,7 @@
-// sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport, tasks;
-// sagas later) and the reactor stress; each mode starts and stops its own redis-server.
+// sagaflow-bench: one binary for the throughput benchmarks, one mode per layer (transport, tasks,
+// sagas) and the reactor stress; each mode starts and stops its own redis-server.
 #include "reactor_stress.hpp"
+#include "sagas_bench.hpp"
 #include "tasks_bench.hpp"
 #include "transport_bench.hpp"
 
@@ -26,6 +27,10 @@ constexpr mode modes[] = {
     {"tasks", "task queue: end-to-end, enqueue, retry throughput, pickup latency, worker RSS (one worker process)",
      sagaflow::bench::run_tasks_bench},
     {"tasks-worker", "the worker process of the tasks mode", sagaflow::bench::run_tasks_worker, true},
+    {"sagas", "sagas: local and remote 3-step throughput (plain and appendonly), latency, orchestrator RSS",
+     sagaflow::bench::run_sagas_bench},
+    {"sagas-orchestrator", "the orchestrator process of the sagas mode", sagaflow::bench::run_sagas_orchestrator, true},
+    {"sagas-worker", "the remote steps' worker process of the sagas mode", sagaflow::bench::run_sagas_worker, true},
     {"reactor-stress", "the worker's traffic mix for a bounded time, counting disconnects the server did not initiate",
      sagaflow::bench::run_reactor_stress},
 };

@@ -44,6 +44,8 @@
 
 namespace sagaflow::bench {
 
+using namespace measure;
+
 namespace {
 
 namespace asio = boost::asio;
@@ -63,26 +65,6 @@ constexpr double retry_target = 30'000;     // tasks/s completed, at least
 constexpr double p50_target_ms = 0.3;       // below
 constexpr double p99_target_ms = 2.0;       // below
 constexpr double rss_target_mb = 30;        // below
-
-std::string fixed(double v, int decimals) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-std::int64_t unix_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-transport::config local_config(std::uint16_t port, std::string client_name) {
-  transport::config cfg;
-  cfg.host = "127.0.0.1";
-  cfg.port = port;
-  cfg.client_name = std::move(client_name);
-  cfg.command_timeout = std::chrono::seconds(30);  // a saturated server is slow, not dead
-  cfg.reconnect = false;  // a dropped connection must fail the run, not hide in a retry
-  return cfg;
-}
 
 // ============================================================================================
 // The worker process
@@ -206,54 +188,6 @@ struct tasks_options {
   std::uint64_t reference_n = 1'000'000;  // redis-benchmark XADDs per round
 };
 
-template <typename Executor, typename T>
-T run_on(const Executor& ex, awaitable<T> op) {
-  return asio::co_spawn(ex, std::move(op), asio::use_future).get();
-}
-
-void wait_all(std::vector<std::future<void>>& futures) {
-  std::exception_ptr first;
-  for (auto& f : futures) {
-    try {
-      f.get();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  }
-  if (first) std::rethrow_exception(first);
-}
-
-// CPU seconds (user + system) of this process (RUSAGE_SELF) or of its waited-for children.
-double cpu_seconds(int who) {
-  rusage u{};
-  ::getrusage(who, &u);
-  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return secs(u.ru_utime) + secs(u.ru_stime);
-}
-
-// utime + stime of a live process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks).
-double cpu_seconds_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(text.substr(paren + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt
-  double utime = 0, stime = 0;
-  fields >> utime >> stime;
-  return (utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-// A field of /proc/<pid>/status in kB ("VmHWM", "VmRSS"); -1 when missing.
-double proc_status_kb(pid_t pid, std::string_view field) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.starts_with(std::string(field) + ":")) return std::stod(line.substr(field.size() + 1));
-  return -1;
-}
-
 // What one measured run did, and who used the CPU meanwhile (the two cores are shared by this
 // process, the worker process and redis-server: the shares say which of them was the limit).
 struct phase_result {
@@ -279,13 +213,6 @@ void report(const phase_result& r) {
 
 void keep_best(phase_result& best, phase_result r) {
   if (r.per_sec() > best.per_sec()) best = std::move(r);
-}
-
-// Takes up to `want` from the shared budget; 0 when it is spent.
-std::uint64_t claim(std::atomic<std::int64_t>& budget, std::uint64_t want) {
-  auto before = budget.fetch_sub(static_cast<std::int64_t>(want), std::memory_order_relaxed);
-  if (before <= 0) return 0;
-  return std::min<std::uint64_t>(static_cast<std::uint64_t>(before), want);
 }
 
 // One of `inflight` loops: each keeps one enqueue_bulk call (one pipeline of `batch` XADDs) in
@@ -358,19 +285,7 @@ struct session {
 
   // INFO commandstats: per command, {calls, microseconds}. Commands run by a script count here
   // too (and inside EVALSHA's time).
-  std::map<std::string, std::pair<double, double>> command_stats() {
-    std::map<std::string, std::pair<double, double>> out;
-    std::istringstream lines(info("commandstats"));
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (!line.starts_with("cmdstat_")) continue;
-      auto colon = line.find(':');
-      auto calls = line.find("calls="), usec = line.find(",usec=");
-      if (colon == std::string::npos || calls == std::string::npos || usec == std::string::npos) continue;
-      out[line.substr(8, colon - 8)] = {std::stod(line.substr(calls + 6)), std::stod(line.substr(usec + 6))};
-    }
-    return out;
-  }
+  std::map<std::string, std::pair<double, double>> command_stats() { return parse_commandstats(info("commandstats")); }
 
   cpu_mark mark() {
     return {cpu_seconds(RUSAGE_SELF), worker_pid > 0 ? cpu_seconds_of(worker_pid) : 0, server_cpu(), command_stats()};
@@ -381,18 +296,7 @@ struct session {
     r.worker_cpu = after.worker - before.worker;
     r.server_cpu = after.server - before.server;
     // Where redis-server's time went, per task: the commands that took the most.
-    std::vector<std::pair<double, std::string>> spent;
-    for (auto& [name, now] : after.commands) {
-      auto it = before.commands.find(name);
-      double calls = now.first - (it == before.commands.end() ? 0 : it->second.first);
-      double usec = now.second - (it == before.commands.end() ? 0 : it->second.second);
-      if (calls > 0 && name != "info")
-        spent.emplace_back(usec, name + " " + fixed(usec / static_cast<double>(r.tasks), 2) + " us (" +
-                                     fixed(calls / static_cast<double>(r.tasks), 2) + " calls)");
-    }
-    std::sort(spent.rbegin(), spent.rend());
-    r.server_detail.clear();
-    for (std::size_t i = 0; i < spent.size() && i < 6; ++i) r.server_detail += (i ? ", " : "") + spent[i].second;
+    r.server_detail = top_commands(before.commands, after.commands, static_cast<double>(r.tasks), 6);
   }
 
   // enqueue_bulk of n tasks named `name` into `queue`, `inflight` calls at a time; returns when
@@ -563,24 +467,8 @@ phase_result latency_run(session& s, const tasks_options& o) {
 // connection with flag "b"), so that the first measured task does not wait for the worker's start.
 // (XINFO CONSUMERS cannot tell: Redis 7.0 creates a consumer only once it has read an entry.)
 void wait_worker_ready(session& s, child_process& worker) {
-  auto give_up = clock_type::now() + 30s;
-  for (;;) {
-    if (!worker.running())
-      throw std::runtime_error("the worker process exited at start (wait status " + std::to_string(worker.exit_status()) + ")");
-    auto clients = transport::as_string(s.call(transport::request().push("CLIENT", "LIST")), "CLIENT LIST");
-    std::istringstream lines(clients);
-    std::string line;
-    while (std::getline(lines, line)) {
-      auto flags_at = line.find(" flags=");
-      if (line.find(" name=sagaflow-bench-worker ") == std::string::npos || flags_at == std::string::npos ||
-          line.find(" cmd=xreadgroup ") == std::string::npos)
-        continue;
-      auto flags = line.substr(flags_at + 7, line.find(' ', flags_at + 7) - flags_at - 7);
-      if (flags.find('b') != std::string::npos) return;
-    }
-    if (clock_type::now() > give_up) throw std::runtime_error("the worker process did not start reading within 30 s");
-    std::this_thread::sleep_for(5ms);
-  }
+  wait_until_blocked([&s] { return transport::as_string(s.call(transport::request().push("CLIENT", "LIST")), "CLIENT LIST"); },
+                     worker, "sagaflow-bench-worker", "xreadgroup", 30s);
 }
 
 // The worker process: this executable in its "tasks-worker" mode. SAGAFLOW_BENCH_WORKER_PREFIX
