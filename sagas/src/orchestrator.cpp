@@ -453,6 +453,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     std::string name, correlation, input_text, version_text;
     bool cancel = false;
     auto& flat = taken.elements[2].elements;
+    // Decoded now, and the reply released: a saga that waits keeps its frame for long.
+    auto history = decode_journal(taken.elements[3]);
     for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
       auto& k = flat[i].text;
       auto& v = flat[i + 1].text;
@@ -507,7 +509,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     };
     boost::system::error_code ec;
     auto input = boost::json::parse(input_text, ec);
-    detail::run r(saga_id, correlation, ec ? json() : input, services);
+    taken = transport::resp::value{};
+    detail::run r(saga_id, correlation, ec ? json() : std::move(input), std::move(services));
     r.cancel_requested = cancel;
 
     std::string why_parked;
@@ -524,11 +527,12 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     }
     if (why_parked.empty()) {
       try {
-        r.replay(decode_journal(taken.elements[3]));
+        r.replay(history);
       } catch (const unreplayable& e) {
         why_parked = e.what();
       }
     }
+    std::vector<journal_entry>().swap(history);
     if (!why_parked.empty()) {
       log::warn("orchestrator", "saga ", saga_id, " (", name, ", correlation ", correlation, ") parked: ", why_parked);
       co_await r.finish(status::parked, "", "", why_parked);

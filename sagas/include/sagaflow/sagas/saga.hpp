@@ -207,10 +207,11 @@ struct orchestrator_options {
   std::string prefix = "sf";
   std::string consumer;             // default: host-pid-random
   std::size_t concurrency = 1024;   // sagas executing at once (a saga waiting for a reply or a timer does not count)
-  // Sagas kept in memory while they wait for a remote step's reply or a sleep. Past it, a saga
-  // that waits leaves the orchestrator (its run entry acknowledged) and resumes from its journal
-  // when the reply, or its timer, adds a run entry.
-  std::size_t max_waiting = 10'000;
+  // Sagas kept in memory while they wait for a remote step's reply or a sleep (~12 KB each).
+  // Past it, a saga that waits leaves the orchestrator (its run entry acknowledged) and resumes
+  // from its journal when the reply, or its timer, adds a run entry: memory stays bounded
+  // however many sagas wait, at the cost of a replay for those that left.
+  std::size_t max_waiting = 4096;
   std::chrono::milliseconds lease{std::chrono::seconds(30)};  // a silent orchestrator's sagas are taken over after this
   std::chrono::milliseconds block{std::chrono::seconds(1)};
   std::chrono::milliseconds retention{std::chrono::hours(24 * 7)};  // of a finished saga's journal and snapshot
