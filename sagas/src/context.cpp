@@ -230,6 +230,8 @@ awaitable<std::vector<json>> run::all(std::vector<step_call> calls) {
       throw;
     } catch (const crash_hook&) {
       throw;
+    } catch (const engine_failure&) {
+      throw;
     } catch (const sibling_failed&) {
     } catch (...) {
       if (!failure) failure = s.error;

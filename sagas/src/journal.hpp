@@ -60,6 +60,12 @@ class saga_left : public std::runtime_error {
   explicit saga_left(std::int64_t due) : std::runtime_error("the saga left the orchestrator while waiting"), due_ms(due) {}
   std::int64_t due_ms;
 };
+// The engine's own Redis work for the saga failed (a journal append, a dispatch): not a failure
+// of the saga. It is dropped here and taken over after the lease, never compensated for it.
+class engine_failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 // The journal cannot be replayed by this definition: the saga is parked with the reason.
 class unreplayable : public std::runtime_error {
  public:

@@ -474,7 +474,14 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       snapshot.emplace_back("version", std::to_string(version));
       snapshot.emplace_back("updated_ms", std::to_string(unix_now_ms()));
       auto ttl = final ? self->options.retention : milliseconds(0);
-      auto cancel = co_await append(*self->commands, keys, epoch, entries, snapshot, ttl);
+      std::optional<bool> cancel;
+      std::string failure;
+      try {
+        cancel = co_await append(*self->commands, keys, epoch, entries, snapshot, ttl);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+      if (!failure.empty()) throw engine_failure("journal append failed: " + failure);
       if (!cancel) throw fenced();
       self->wrote();
       co_return *cancel;
@@ -496,7 +503,13 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       e.correlation_id = correlation;
       e.headers = &headers;
       tasks::payload body(input);
-      co_await self->dispatcher->enqueue(std::move(task), std::move(body), e);
+      std::string failure;
+      try {
+        co_await self->dispatcher->enqueue(std::move(task), std::move(body), e);
+      } catch (const std::exception& ex) {
+        failure = ex.what();
+      }
+      if (!failure.empty()) throw engine_failure("dispatching a remote step failed: " + failure);
       self->wrote();
     };
     services.has_reply = [h](const std::string& key) { return h->replies.contains(key); };
@@ -551,6 +564,8 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     } catch (const crash_hook&) {
       throw;
     } catch (const saga_left&) {
+      throw;
+    } catch (const engine_failure&) {
       throw;
     } catch (const unreplayable& e) {
       why_parked = e.what();
