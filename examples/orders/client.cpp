@@ -341,7 +341,8 @@ int main(int argc, char** argv) {
   asio::io_context ctx;
   int status = 1;
   std::string failure;
-  asio::co_spawn(ctx, [&]() -> awaitable<void> {
+  // Named: a lambda coroutine's captures live in the lambda object, which must outlive ctx.run().
+  auto command = [&]() -> awaitable<void> {
     auto c = transport::connection::create(co_await asio::this_coro::executor, cfg);
     try {
       co_await c->connect();
@@ -355,7 +356,8 @@ int main(int argc, char** argv) {
       status = 1;
     }
     c->close();
-  }(), asio::detached);
+  };
+  asio::co_spawn(ctx, command(), asio::detached);
   ctx.run();
   if (!failure.empty()) std::cerr << me.name << ": " << failure << "\n";
   return status;
