@@ -32,6 +32,8 @@ namespace sagaflow::bench {
 namespace {
 
 namespace asio = boost::asio;
+using measure::cpu_seconds;
+using measure::wait_all;
 using testing::info_field;
 using testing::redis_process;
 using clock_type = std::chrono::steady_clock;
@@ -54,27 +56,6 @@ constexpr std::string_view group_name = "sfbench";
 template <typename Executor, typename T>
 T run_on(const Executor& ex, awaitable<T> op) {
   return asio::co_spawn(ex, std::move(op), asio::use_future).get();
-}
-
-// Waits for every worker before rethrowing the first failure: they all reference the caller's
-// counters, which must outlive them.
-void wait_all(std::vector<std::future<void>>& workers) {
-  std::exception_ptr first;
-  for (auto& w : workers) {
-    try {
-      w.get();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  }
-  if (first) std::rethrow_exception(first);
-}
-
-double cpu_seconds(int who) {
-  rusage u{};
-  ::getrusage(who, &u);
-  auto secs = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
-  return secs(u.ru_utime) + secs(u.ru_stime);
 }
 
 awaitable<std::string> info(transport::connection& c, std::string_view section) {

@@ -114,9 +114,16 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
 
   awaitable<void> ack(std::span<const entry_ref> entries) {
     before_write();
+    transport::request req;
+    add_acks(req, entries);
+    co_await commands->exec(std::move(req));
+    wrote();
+  }
+
+  // Acknowledges and deletes run entries, each in the stream it came from.
+  void add_acks(transport::request& req, std::span<const entry_ref> entries) const {
     std::vector<std::string> run_ids, inbox_ids;
     for (auto& e : entries) (e.inbox ? inbox_ids : run_ids).push_back(e.id);
-    transport::request req;
     if (!run_ids.empty()) {
       transport::add_xack(req, stream, run_group, run_ids);
       transport::add_xdel(req, stream, run_ids);
@@ -125,8 +132,6 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
       transport::add_xack(req, inbox, run_group, inbox_ids);
       transport::add_xdel(req, inbox, inbox_ids);
     }
-    co_await commands->exec(std::move(req));
-    wrote();
   }
 
   // Its inbox's group (again after an adoption deleted it while this one stalled) and its
@@ -375,16 +380,7 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
         for (auto& [k, v] : e.fields) fields.push_back({k, v});
         transport::add_xadd(req, stream, fields);
       }
-      std::vector<std::string> run_ids, inbox_ids;
-      for (auto& e : h.entries) (e.inbox ? inbox_ids : run_ids).push_back(e.id);
-      if (!run_ids.empty()) {
-        transport::add_xack(req, stream, run_group, run_ids);
-        transport::add_xdel(req, stream, run_ids);
-      }
-      if (!inbox_ids.empty()) {
-        transport::add_xack(req, inbox, run_group, inbox_ids);
-        transport::add_xdel(req, inbox, inbox_ids);
-      }
+      add_acks(req, h.entries);
       auto replies = co_await commands->exec(std::move(req));
       for (auto& r : replies)
         if (r.is_error()) throw transport::server_error("handing on replies", r.text);
