@@ -61,6 +61,7 @@ struct held {
   signal wake;
   bool resumed = false;  // started by a reply or a timer: it may have left before (a timer to remove)
   std::size_t waiters = 0;  // its coroutines waiting (several inside ctx.all)
+  bool counted = false;     // in orchestrator_stats::started
 };
 
 struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
@@ -319,7 +320,6 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
   }
 
   awaitable<void> run_saga(std::string saga_id, std::shared_ptr<held> h) {
-    ++stats.started;
     for (;;) {
       std::optional<std::int64_t> left;
       bool dropped = true, hand_on = false;
@@ -446,6 +446,10 @@ struct orchestrator::impl : std::enable_shared_from_this<orchestrator::impl> {
     if (taken.elements.size() < 2) throw std::runtime_error("take script: unexpected reply");
     std::int64_t epoch = transport::as_integer(taken.elements[0], "take script");
     if (epoch == 0 || taken.elements.size() != 4) co_return;  // gone, or finished: its entries are acknowledged
+    if (!h->counted) {  // a late duplicate reply for a finished saga starts nothing
+      h->counted = true;
+      ++stats.started;
+    }
     std::string name, correlation, input_text, version_text;
     bool cancel = false;
     auto& flat = taken.elements[2].elements;

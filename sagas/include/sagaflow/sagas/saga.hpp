@@ -222,6 +222,7 @@ struct orchestrator_options {
 };
 
 struct orchestrator_stats {
+  // started: sagas taken to run here (a run entry for a finished saga counts nothing)
   std::uint64_t started = 0, completed = 0, compensated = 0, compensation_failed = 0, parked = 0, cancelled = 0;
   std::uint64_t fenced = 0;  // sagas dropped because another orchestrator took them
   std::uint64_t writes = 0;  // journal appends
